@@ -1,0 +1,29 @@
+package api
+
+// routes lists every route of the API. The route label of the request
+// metrics is the pattern.
+func (h *handler) routes() {
+	for _, r := range []struct {
+		pattern string
+		fn      handlerFunc
+	}{
+		{"POST /api/v1/events", h.ingestEvents},
+		{"GET /api/v1/events", h.listEvents},
+
+		{"GET /api/v1/meters", h.listMeters},
+		{"POST /api/v1/meters", h.createMeter},
+		{"GET /api/v1/meters/{meterIdOrSlug}", h.getMeter},
+		{"PUT /api/v1/meters/{meterIdOrSlug}", h.updateMeter},
+		{"DELETE /api/v1/meters/{meterIdOrSlug}", h.deleteMeter},
+		{"GET /api/v1/meters/{meterIdOrSlug}/query", h.queryMeter},
+		{"POST /api/v1/meters/{meterIdOrSlug}/query", h.queryMeterPost},
+		{"GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values", h.listGroupByValues},
+
+		{"GET /api/v1/openapi.yaml", h.openAPI},
+		{"GET /healthz", h.healthz},
+		{"GET /readyz", h.readyz},
+		{"GET /metrics", h.serveMetrics},
+	} {
+		h.mux.Handle(r.pattern, h.handle(r.pattern, r.fn))
+	}
+}

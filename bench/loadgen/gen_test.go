@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type wireEvent struct {
+	SpecVersion string         `json:"specversion"`
+	ID          string         `json:"id"`
+	Source      string         `json:"source"`
+	Type        string         `json:"type"`
+	Subject     string         `json:"subject"`
+	Time        time.Time      `json:"time"`
+	Data        map[string]any `json:"data"`
+}
+
+func testConfig(t *testing.T, args ...string) *config {
+	t.Helper()
+	c, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestBodies(t *testing.T) {
+	t.Parallel()
+	c := testConfig(t, "--events", "10007", "--batch", "100", "--dup-rate", "0.1", "--subjects", "50", "--clients", "1")
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	g := newGenerator(c, now)
+	bodies, unique := g.bodies(c.Events, c.Batch, true)
+	if len(bodies) != 101 {
+		t.Fatalf("got %d bodies, want 101", len(bodies))
+	}
+	byID := map[string]string{}
+	var total int
+	for _, b := range bodies {
+		var evs []json.RawMessage
+		if err := json.Unmarshal(b, &evs); err != nil {
+			t.Fatalf("body is not a JSON array: %v\n%.200s", err, b)
+		}
+		total += len(evs)
+		for _, raw := range evs {
+			var e wireEvent
+			if err := json.Unmarshal(raw, &e); err != nil {
+				t.Fatalf("bad event %s: %v", raw, err)
+			}
+			if prev, ok := byID[e.ID]; ok && prev != string(raw) {
+				t.Fatalf("id %s resent with different bytes:\n%s\n%s", e.ID, prev, raw)
+			}
+			byID[e.ID] = string(raw)
+			if len(e.ID) != 36 || e.ID[14] != '4' || e.Source != "loadgen" || e.SpecVersion != "1.0" ||
+				!strings.HasPrefix(e.Subject, "customer-000") || len(e.Subject) != 14 {
+				t.Fatalf("unexpected event %s", raw)
+			}
+			if e.Time.After(now) || e.Time.Before(now.Add(-c.Span)) {
+				t.Fatalf("time %s outside the span", e.Time)
+			}
+			if _, ok := e.Data["model"]; !ok {
+				t.Fatalf("no model in %s", raw)
+			}
+		}
+	}
+	if total != c.Events {
+		t.Fatalf("got %d events, want %d", total, c.Events)
+	}
+	if int64(len(byID)) != unique {
+		t.Fatalf("unique = %d, but %d distinct ids", unique, len(byID))
+	}
+	if d := float64(c.Events-len(byID)) / float64(c.Events); d < 0.08 || d > 0.12 {
+		t.Fatalf("resend fraction %.3f, want about 0.1", d)
+	}
+	again, _ := newGenerator(c, now).bodies(c.Events, c.Batch, true)
+	for i := range bodies {
+		if !bytes.Equal(bodies[i], again[i]) {
+			t.Fatal("same seed gave different bodies")
+		}
+	}
+}
+
+// TestIngestAgainstFake runs batch mode against a server that dedups ids
+// and answers like Odometer, with an occasional 503.
+func TestIngestAgainstFake(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/meters" {
+			w.WriteHeader(http.StatusCreated)
+			return
+		}
+		if r.Header.Get("Content-Type") != ctBatch {
+			http.Error(w, "bad content type", http.StatusUnsupportedMediaType)
+			return
+		}
+		var evs []wireEvent
+		if err := json.NewDecoder(r.Body).Decode(&evs); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls%7 == 3 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var a, d int
+		for _, e := range evs {
+			if seen[e.Source+"\x00"+e.ID] {
+				d++
+			} else {
+				seen[e.Source+"\x00"+e.ID] = true
+				a++
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"accepted": a, "duplicate": d, "events": []string{}})
+	}))
+	defer srv.Close()
+
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"--url", srv.URL, "--setup-meters", "--events", "5000", "--batch", "250",
+		"--clients", "4", "--dup-rate", "0.05", "--json"}, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.DedupCheck != "ok" || rep.Events != 5000 || rep.Requests != 20 || rep.Retries == 0 || rep.Errors["503"] == 0 {
+		t.Fatalf("unexpected report %s", out.Bytes())
+	}
+}
+
+func TestQueryWindow(t *testing.T) {
+	t.Parallel()
+	loc, _ := time.LoadLocation("Asia/Kolkata")
+	from, to := queryWindow(time.Date(2026, 3, 10, 20, 0, 0, 0, time.UTC), 30*24*time.Hour, loc)
+	if got, want := from.Format(time.RFC3339), "2026-02-09T00:00:00+05:30"; got != want {
+		t.Errorf("from = %s, want %s", got, want)
+	}
+	if got, want := to.Format(time.RFC3339), "2026-03-12T00:00:00+05:30"; got != want {
+		t.Errorf("to = %s, want %s", got, want)
+	}
+}

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/ingest"
+	"github.com/odometerhq/odometer/sqlite"
+)
+
+// serveConfig is what serve runs with, resolved from the command line, the
+// environment, the config file and the defaults, in that order of
+// precedence.
+type serveConfig struct {
+	Addr              string
+	Data              string
+	ConfigFile        string
+	LogLevel          slog.Level
+	LogFormat         string
+	MaxBodyBytes      byteSize
+	MaxBatchEvents    int
+	FutureSkew        time.Duration
+	MaxAge            time.Duration
+	CommitBatchEvents int
+	QueueEvents       int
+	ShutdownTimeout   time.Duration
+	// Meters are the meters the config file declares, validated.
+	Meters []*odometer.Meter
+}
+
+// serveFlags defines serve's flags on fs, bound to c.
+func serveFlags(fs *flag.FlagSet, c *serveConfig) {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8888", "`host:port` to listen on (port 0 picks a free port)")
+	fs.StringVar(&c.Data, "data", "./data", "`dir`ectory of the embedded database")
+	fs.StringVar(&c.ConfigFile, "config", "", "YAML config `file` (settings below, and meters)")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	c.LogFormat = "text"
+	fs.Var(&enumValue{p: &c.LogFormat, allowed: []string{"text", "json"}}, "log-format", "log `format`: text or json")
+	c.MaxBodyBytes = api.DefaultMaxBodyBytes
+	fs.Var(&c.MaxBodyBytes, "max-body-bytes", "largest request body, after decompression (`bytes`, or with a unit: 512KiB, 16MiB)")
+	fs.IntVar(&c.MaxBatchEvents, "max-batch-events", api.DefaultMaxEvents, "most events in one ingestion request")
+	fs.DurationVar(&c.FutureSkew, "future-skew", 24*time.Hour, "how far in the future an event's time may be (0: no limit)")
+	fs.DurationVar(&c.MaxAge, "max-age", 0, "how far in the past an event's time may be (0: no limit)")
+	fs.IntVar(&c.CommitBatchEvents, "commit-batch-events", 20000, "most events in one database commit")
+	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests and commits on shutdown")
+}
+
+// parseServeConfig resolves serve's configuration: each flag comes from the
+// command line, else from $ODOMETER_<FLAG>, else from the config file, else
+// its default.
+func parseServeConfig(e *env, args []string) (*serveConfig, error) {
+	c := &serveConfig{}
+	fs := newFlagSet(e, "serve", "serve [flags]", allFlags)
+	serveFlags(fs, c)
+	args, err := parseFlags(fs, args, e.getenv, allFlags)
+	if err != nil {
+		return nil, err
+	}
+	if len(args) > 0 {
+		return nil, &usageError{err: fmt.Errorf("serve takes no arguments; got %q", args)}
+	}
+	if c.ConfigFile != "" {
+		fc, err := loadConfigFile(c.ConfigFile)
+		if err != nil {
+			return nil, err
+		}
+		set := setFlags(fs) // by the command line or the environment
+		var ferr error
+		fs.VisitAll(func(f *flag.Flag) {
+			s, ok := fc.settings[f.Name]
+			if ferr != nil || !ok || set[f.Name] {
+				return
+			}
+			if err := fs.Set(f.Name, s.value); err != nil {
+				ferr = fmt.Errorf("config %s:%d: %s: invalid value %q: %v", c.ConfigFile, s.line, s.key, s.value, err)
+			}
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		c.Meters = fc.meters
+	}
+	var bad []string
+	if c.Addr == "" {
+		bad = append(bad, "--addr must not be empty")
+	}
+	if c.Data == "" {
+		bad = append(bad, "--data must not be empty")
+	}
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{
+		{"max-body-bytes", int64(c.MaxBodyBytes)}, {"max-batch-events", int64(c.MaxBatchEvents)},
+		{"commit-batch-events", int64(c.CommitBatchEvents)}, {"queue-events", int64(c.QueueEvents)},
+	} {
+		if f.n <= 0 {
+			bad = append(bad, fmt.Sprintf("--%s must be positive; got %d", f.name, f.n))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"future-skew", c.FutureSkew}, {"max-age", c.MaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
+		if f.d < 0 {
+			bad = append(bad, fmt.Sprintf("--%s must not be negative; got %s", f.name, f.d))
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &usageError{err: errors.New(strings.Join(bad, "; "))}
+	}
+	return c, nil
+}
+
+// runServe runs the server until ctx ends, then shuts down gracefully: it
+// stops accepting connections, lets in-flight requests finish, commits the
+// queued events and closes the database.
+func runServe(ctx context.Context, e *env, args []string) error {
+	cfg, err := parseServeConfig(e, args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(e, cfg)
+	store, err := sqlite.Open(cfg.Data)
+	if err != nil {
+		return err
+	}
+	err = serveStore(ctx, cfg, log, store)
+	if cerr := store.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// serveStore serves the API on store until ctx ends.
+func serveStore(ctx context.Context, cfg *serveConfig, log *slog.Logger, store odometer.Store) error {
+	if err := syncMeters(ctx, store, cfg.Meters, time.Now(), log); err != nil {
+		return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	batcher := ingest.New(store, ingest.Config{
+		MaxBatchEvents: cfg.CommitBatchEvents,
+		MaxQueueEvents: cfg.QueueEvents,
+	}, reg)
+	err := serveHTTP(ctx, cfg, log, store, batcher, reg)
+	// No request is in flight any more (or the shutdown timed out): commit
+	// what is queued. ctx has ended by now, so the deadline starts afresh.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if cerr := batcher.Close(sctx); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
+
+// serveHTTP listens and serves until ctx ends, then stops accepting and
+// waits (up to the shutdown timeout) for in-flight requests.
+func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store odometer.Store, batcher *ingest.Batcher, reg *prometheus.Registry) error {
+	handler, err := api.NewHandler(api.Config{
+		Store:    store,
+		Ingester: batcher,
+		Logger:   log,
+		Registry: reg,
+		Limits: api.Limits{
+			MaxBodyBytes: int64(cfg.MaxBodyBytes),
+			IngestLimits: odometer.IngestLimits{
+				MaxEvents:  cfg.MaxBatchEvents,
+				FutureSkew: cfg.FutureSkew,
+				MaxAge:     cfg.MaxAge,
+			},
+		},
+		Now: time.Now,
+	})
+	if err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute, // a full body over a slow link
+		WriteTimeout:      5 * time.Minute, // long usage queries and CSV exports
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "version", version())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests did not finish in time; closing their connections", "err", err)
+		srv.Close()
+	}
+	<-served
+	return nil
+}
+
+func newLogger(e *env, cfg *serveConfig) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
+}
+
+// syncMeters makes the meters of namespace "default" match the config:
+// missing meters are created, changed names, descriptions, group-bys,
+// filters and eventFrom are updated. What a meter counts (its event type,
+// aggregation and value property) cannot change under the same slug, so a
+// difference there is an error. Meters absent from the config are left
+// alone.
+func syncMeters(ctx context.Context, store odometer.MeterStore, defs []*odometer.Meter, now time.Time, log *slog.Logger) error {
+	now = now.UTC().Truncate(odometer.TimePrecision)
+	for _, def := range defs {
+		m := *def
+		m.Namespace = "default"
+		old, err := store.FindMeter(ctx, m.Namespace, m.Slug)
+		switch {
+		case odometer.ErrorCode(err) == odometer.ENOTFOUND:
+			m.ID = odometer.NewID(now)
+			m.CreatedAt, m.UpdatedAt = now, now
+			if err := store.CreateMeter(ctx, &m); err != nil {
+				return fmt.Errorf("create meter %q: %w", m.Slug, err)
+			}
+			log.Info("meter created from config", "meter", m.Slug)
+			continue
+		case err != nil:
+			return fmt.Errorf("find meter %q: %w", m.Slug, err)
+		}
+		for _, f := range []struct{ field, old, new string }{
+			{"eventType", old.EventType, m.EventType},
+			{"aggregation", string(old.Aggregation), string(m.Aggregation)},
+			{"valueProperty", old.ValueProperty, m.ValueProperty},
+		} {
+			if f.old != f.new {
+				return fmt.Errorf("meter %q: %s is %q in the database but %q in the config; "+
+					"it cannot change (create a meter with a new slug, or delete this one first)",
+					m.Slug, f.field, f.old, f.new)
+			}
+		}
+		if sameMutableFields(old, &m) {
+			continue
+		}
+		upd := *old
+		upd.Name, upd.Description = m.Name, m.Description
+		upd.GroupBy, upd.Filters, upd.EventFrom = m.GroupBy, m.Filters, m.EventFrom
+		upd.UpdatedAt = now
+		if err := store.UpdateMeter(ctx, &upd); err != nil {
+			return fmt.Errorf("update meter %q: %w", m.Slug, err)
+		}
+		log.Info("meter updated from config", "meter", m.Slug)
+	}
+	return nil
+}
+
+func sameMutableFields(a, b *odometer.Meter) bool {
+	return a.Name == b.Name && a.Description == b.Description &&
+		equalMaps(a.GroupBy, b.GroupBy, func(x, y string) bool { return x == y }) &&
+		equalMaps(a.Filters, b.Filters, func(x, y []string) bool {
+			return strings.Join(x, "\x00") == strings.Join(y, "\x00") && len(x) == len(y)
+		}) &&
+		(a.EventFrom == nil) == (b.EventFrom == nil) && (a.EventFrom == nil || a.EventFrom.Equal(*b.EventFrom))
+}
+
+func equalMaps[V any](a, b map[string]V, eq func(V, V) bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, va := range a {
+		vb, ok := b[k]
+		if !ok || !eq(va, vb) {
+			return false
+		}
+	}
+	return true
+}
+
+// byteSize is a size flag: a number of bytes, optionally with a unit (B, KB,
+// MB, GB, KiB, MiB, GiB).
+type byteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+}
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range byteUnits[:3] {
+		if n >= u.n*1024 || n == 0 || n%u.n != 0 {
+			continue
+		}
+		return strconv.FormatInt(n/u.n, 10) + u.suffix
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return errors.New("want a number of bytes, optionally with a unit: B, KB, MB, GB, KiB, MiB, GiB")
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// enumValue is a string flag restricted to a few values.
+type enumValue struct {
+	p       *string
+	allowed []string
+}
+
+func (v *enumValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *enumValue) Set(s string) error {
+	for _, a := range v.allowed {
+		if s == a {
+			*v.p = s
+			return nil
+		}
+	}
+	return fmt.Errorf("must be one of %s", strings.Join(v.allowed, ", "))
+}

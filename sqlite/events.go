@@ -1,0 +1,217 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/odometerhq/odometer"
+)
+
+// insertEventSQL relies on the unique index on (namespace, source, id):
+// a row that would duplicate an identity is skipped, and RowsAffected tells
+// the caller which happened. This also catches duplicates earlier in the
+// same transaction.
+const insertEventSQL = `INSERT INTO events
+	(namespace, source, id, type, subject, time, ingested_at, specversion, datacontenttype, dataschema, data)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (namespace, source, id) DO NOTHING`
+
+// AppendEvents stores events in one transaction and returns once it is
+// committed and fsynced (WAL, synchronous=FULL). On error the transaction is
+// rolled back and nothing was stored. An event whose Data is not valid JSON
+// fails the whole call.
+func (s *Store) AppendEvents(ctx context.Context, events []odometer.Event) ([]odometer.Outcome, error) {
+	if len(events) == 0 {
+		return nil, ctx.Err()
+	}
+	out, err := s.appendEvents(ctx, events)
+	if err != nil {
+		return nil, fmt.Errorf("append %d events: %w", len(events), err)
+	}
+	return out, nil
+}
+
+func (s *Store) appendEvents(ctx context.Context, events []odometer.Event) ([]odometer.Outcome, error) {
+	// BeginTx watches ctx: if it is cancelled before Commit, database/sql
+	// rolls the transaction back and the remaining calls fail.
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	// The statements themselves get a context without cancellation: with a
+	// cancellable one the driver starts a watcher goroutine per statement,
+	// which costs more than the insert. Cancellation still ends the call
+	// between two statements (see above).
+	stmtCtx := context.WithoutCancel(ctx)
+	stmt := tx.StmtContext(stmtCtx, s.insertEventStmt)
+	out := make([]odometer.Outcome, len(events))
+	for i := range events {
+		e := &events[i]
+		res, err := stmt.ExecContext(stmtCtx,
+			e.Namespace, e.Source, e.ID, e.Type, e.Subject,
+			e.Time.UnixMicro(), e.IngestedAt.UnixMicro(),
+			e.SpecVersion, e.DataContentType, e.DataSchema, jsonArg(e.Data))
+		if err != nil {
+			return nil, fmt.Errorf("event %d (source %q, id %q): %w", i, e.Source, e.ID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			out[i] = odometer.Duplicate
+		} else {
+			out[i] = odometer.Accepted
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return out, nil
+}
+
+// jsonArg binds JSON as TEXT: the driver would bind a []byte as a BLOB,
+// which the STRICT table rejects (and SQLite would read as JSONB).
+func jsonArg(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// ListEvents returns the events matching f, newest event time first and,
+// among equal times, the most recently appended first. ID and subject
+// filters match substrings literally and case-sensitively. f.Limit must be
+// positive (EINVALID otherwise).
+func (s *Store) ListEvents(ctx context.Context, f odometer.EventFilter) ([]odometer.Event, error) {
+	if f.Limit <= 0 {
+		return nil, odometer.FieldErrorf("limit", "must be positive, got %d", f.Limit)
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT namespace, source, id, type, subject, time, ingested_at, specversion, datacontenttype, dataschema, data
+		FROM events WHERE namespace = ?`)
+	args := []any{f.Namespace}
+	cond := func(sql string, arg any) {
+		q.WriteString(" AND ")
+		q.WriteString(sql)
+		args = append(args, arg)
+	}
+	if !f.From.IsZero() {
+		cond("time >= ?", f.From.UnixMicro())
+	}
+	if !f.To.IsZero() {
+		cond("time < ?", f.To.UnixMicro())
+	}
+	if !f.IngestedFrom.IsZero() {
+		cond("ingested_at >= ?", f.IngestedFrom.UnixMicro())
+	}
+	if !f.IngestedTo.IsZero() {
+		cond("ingested_at < ?", f.IngestedTo.UnixMicro())
+	}
+	// instr, not LIKE: LIKE would need its wildcards escaped and is
+	// case-insensitive for ASCII.
+	if f.IDContains != "" {
+		cond("instr(id, ?) > 0", f.IDContains)
+	}
+	if f.SubjectContains != "" {
+		cond("instr(subject, ?) > 0", f.SubjectContains)
+	}
+	// seq is the rowid, which every index ends with, so events_time serves
+	// this order without sorting.
+	q.WriteString(" ORDER BY time DESC, seq DESC LIMIT ?")
+	args = append(args, f.Limit)
+
+	rows, err := s.read.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	events := []odometer.Event{}
+	for rows.Next() {
+		var e odometer.Event
+		var t, ingested int64
+		if err := rows.Scan(&e.Namespace, &e.Source, &e.ID, &e.Type, &e.Subject, &t, &ingested,
+			&e.SpecVersion, &e.DataContentType, &e.DataSchema, (*[]byte)(&e.Data)); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		e.Time, e.IngestedAt = fromMicros(t), fromMicros(ingested)
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return events, nil
+}
+
+// scanEventsSQL is completed with "AND subject = ?" when scanning given
+// subjects, which makes every scan a range of the events_scan index.
+// Unbounded times are bound as the extreme int64 values so that one
+// prepared statement serves every scan.
+const scanEventsSQL = `SELECT subject, source, id, time, ingested_at, data FROM events
+	WHERE namespace = ? AND type = ? AND time >= ? AND time < ?`
+
+// ScanEvents calls fn for each event matching sc, grouped by subject when
+// sc.Subjects is set; each event is delivered once even if a subject is
+// listed twice. All subjects are read from one snapshot. The ScannedEvent
+// and its Data are reused between calls. If fn returns an error, the scan
+// stops and ScanEvents returns that error unwrapped.
+func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*odometer.ScannedEvent) error) error {
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !sc.From.IsZero() {
+		from = sc.From.UnixMicro()
+	}
+	if !sc.To.IsZero() {
+		to = sc.To.UnixMicro()
+	}
+	// A read transaction, so that the per-subject queries see one snapshot.
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("scan events: %w", err)
+	}
+	defer tx.Rollback()
+
+	var e odometer.ScannedEvent
+	var data sql.RawBytes
+	scan := func(stmt *sql.Stmt, args ...any) error {
+		rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("scan events: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var t, ingested int64
+			if err := rows.Scan(&e.Subject, &e.Source, &e.ID, &t, &ingested, &data); err != nil {
+				return fmt.Errorf("scan events: %w", err)
+			}
+			e.Time, e.IngestedAt = fromMicros(t), fromMicros(ingested)
+			e.Data = data
+			if err := fn(&e); err != nil {
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("scan events: %w", err)
+		}
+		return nil
+	}
+
+	if len(sc.Subjects) == 0 {
+		return scan(s.scanAllStmt, sc.Namespace, sc.Type, from, to)
+	}
+	subjects := slices.Clone(sc.Subjects)
+	slices.Sort(subjects)
+	for _, subj := range slices.Compact(subjects) {
+		if err := scan(s.scanSubjectStmt, sc.Namespace, sc.Type, from, to, subj); err != nil {
+			return err
+		}
+	}
+	return nil
+}

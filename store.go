@@ -1,0 +1,83 @@
+package odometer
+
+import (
+	"context"
+	"time"
+)
+
+// EventStore keeps events durably. Implementations: sqlite.Store and (later)
+// postgres.Store; storetest.Run is the contract every one must pass.
+type EventStore interface {
+	// AppendEvents stores events (each carrying its Namespace) in one
+	// transaction and returns, in input order, whether each was Accepted or a
+	// Duplicate of an identity (Namespace, Source, ID) stored before or earlier
+	// in the same call. It returns only after the transaction is durable on
+	// disk; on error nothing was stored.
+	AppendEvents(ctx context.Context, events []Event) ([]Outcome, error)
+
+	// ListEvents returns stored events matching f, newest event time first
+	// (ties: the later appended first). f.Limit must be positive (EINVALID
+	// otherwise). Substring filters are case-sensitive.
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
+
+	// ScanEvents calls fn for every stored event matching s, in no particular
+	// order. The ScannedEvent and its Data are only valid during the call.
+	// If fn returns an error the scan stops and ScanEvents returns it.
+	ScanEvents(ctx context.Context, s EventScan, fn func(*ScannedEvent) error) error
+}
+
+// EventFilter selects events to list. Zero times are unbounded; ranges are
+// half-open [From, To).
+type EventFilter struct {
+	Namespace                   string
+	From, To                    time.Time // event time
+	IngestedFrom, IngestedTo    time.Time // receive time
+	IDContains, SubjectContains string    // substring matches; empty = any
+	Limit                       int       // at most this many; must be > 0
+}
+
+// EventScan selects the events a meter reads.
+type EventScan struct {
+	Namespace string
+	Type      string
+	Subjects  []string  // empty = every subject; no duplicates
+	From, To  time.Time // event time [From, To); zero = unbounded
+}
+
+// ScannedEvent is what aggregation needs of an event.
+type ScannedEvent struct {
+	Subject    string
+	Source     string
+	ID         string
+	Time       time.Time
+	IngestedAt time.Time
+	Data       []byte
+}
+
+// MeterStore keeps meter definitions. Deleted meters are kept (with
+// DeletedAt set) but are invisible to Find and List, and their slug may be
+// reused.
+type MeterStore interface {
+	// CreateMeter stores a new meter; the caller sets ID (NewID), CreatedAt
+	// and UpdatedAt. It returns ECONFLICT if a meter with the same slug exists
+	// in the namespace.
+	CreateMeter(ctx context.Context, m *Meter) error
+	// UpdateMeter replaces the stored meter with m.ID. ENOTFOUND if missing.
+	UpdateMeter(ctx context.Context, m *Meter) error
+	// DeleteMeter marks the meter deleted at the given time. ENOTFOUND if
+	// missing.
+	DeleteMeter(ctx context.Context, namespace, id string, at time.Time) error
+	// FindMeter returns the meter with this id or slug. ENOTFOUND if missing.
+	FindMeter(ctx context.Context, namespace, idOrSlug string) (*Meter, error)
+	// ListMeters returns the namespace's meters ordered by slug.
+	ListMeters(ctx context.Context, namespace string) ([]*Meter, error)
+}
+
+// Store is everything the server needs from a database.
+type Store interface {
+	EventStore
+	MeterStore
+	// Ping checks that the database answers; /readyz uses it.
+	Ping(ctx context.Context) error
+	Close() error
+}

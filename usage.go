@@ -1,0 +1,432 @@
+package odometer
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// WindowSize is the width of usage windows.
+type WindowSize string
+
+// Window sizes. DAY and MONTH follow the query's time zone, including DST.
+const (
+	Minute WindowSize = "MINUTE"
+	Hour   WindowSize = "HOUR"
+	Day    WindowSize = "DAY"
+	Month  WindowSize = "MONTH"
+)
+
+// ParseWindowSize accepts the four sizes; "" means no windowing.
+func ParseWindowSize(s string) (WindowSize, error) {
+	switch w := WindowSize(s); w {
+	case "", Minute, Hour, Day, Month:
+		return w, nil
+	}
+	return "", fmt.Errorf("must be MINUTE, HOUR, DAY or MONTH; got %q", s)
+}
+
+// Window returns the window of size w in loc that contains t: [start, end).
+// MINUTE and HOUR windows are aligned to the zone's UTC offset at t (so
+// Asia/Kolkata hours start at :30 UTC); DAY and MONTH windows run from local
+// midnight to local midnight, so they last 23 or 25 hours across DST changes.
+func (w WindowSize) Window(t time.Time, loc *time.Location) (start, end time.Time) {
+	lt := t.In(loc)
+	switch w {
+	case Minute, Hour:
+		size := int64(60)
+		if w == Hour {
+			size = 3600
+		}
+		_, off := lt.Zone()
+		s := t.Unix() + int64(off)
+		s -= ((s % size) + size) % size
+		start = time.Unix(s-int64(off), 0).UTC()
+		return start, start.Add(time.Duration(size) * time.Second)
+	case Day:
+		y, m, d := lt.Date()
+		return time.Date(y, m, d, 0, 0, 0, 0, loc).UTC(), time.Date(y, m, d+1, 0, 0, 0, 0, loc).UTC()
+	case Month:
+		y, m, _ := lt.Date()
+		return time.Date(y, m, 1, 0, 0, 0, 0, loc).UTC(), time.Date(y, m+1, 1, 0, 0, 0, 0, loc).UTC()
+	}
+	panic("odometer: Window on empty WindowSize")
+}
+
+// UsageQuery asks a meter for usage. Times are half-open: [From, To).
+type UsageQuery struct {
+	From, To   time.Time      // zero From: from the first event; zero To: now
+	WindowSize WindowSize     // "" = one row per group for the whole range
+	TimeZone   *time.Location // nil = UTC
+	// Subjects keeps only these subjects; when set, rows are split by subject.
+	Subjects []string
+	// GroupBy lists meter group-by keys to split rows by; "subject" splits by
+	// subject.
+	GroupBy []string
+	// FilterGroupBy keeps only events whose group-by value is one of the
+	// listed values.
+	FilterGroupBy map[string][]string
+}
+
+// UsageRow is one aggregated value.
+type UsageRow struct {
+	Value       Decimal            `json:"value"`
+	WindowStart time.Time          `json:"windowStart"`
+	WindowEnd   time.Time          `json:"windowEnd"`
+	Subject     *string            `json:"subject"`
+	GroupBy     map[string]*string `json:"groupBy"`
+}
+
+// UsageResult is the answer to a UsageQuery, in OpenMeter's shape.
+type UsageResult struct {
+	From       *time.Time  `json:"from,omitempty"`
+	To         *time.Time  `json:"to,omitempty"`
+	WindowSize *WindowSize `json:"windowSize,omitempty"`
+	Data       []UsageRow  `json:"data"`
+}
+
+// Validate checks q against the meter: known group-by keys, From before To.
+func (q *UsageQuery) Validate(m *CompiledMeter) error {
+	var fields []FieldError
+	bad := func(field, format string, args ...any) {
+		fields = append(fields, FieldError{Index: -1, Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
+		bad("from", "must be before to")
+	}
+	for _, k := range q.GroupBy {
+		if k != "subject" && !m.HasGroupKey(k) {
+			bad("groupBy", "meter %q has no group-by key %q (it has: %s)", m.Slug, k, keyList(m))
+		}
+	}
+	for _, k := range sortedKeys(q.FilterGroupBy) {
+		if k != "subject" && !m.HasGroupKey(k) {
+			bad("filterGroupBy["+k+"]", "meter %q has no group-by key %q (it has: %s)", m.Slug, k, keyList(m))
+		}
+	}
+	for _, s := range q.Subjects {
+		if s == "" {
+			bad("subject", "must not be empty")
+		}
+	}
+	if len(fields) > 0 {
+		return &Error{Code: EINVALID, Message: "invalid usage query", Fields: fields}
+	}
+	return nil
+}
+
+func keyList(m *CompiledMeter) string {
+	if len(m.groupKeys) == 0 {
+		return "none"
+	}
+	return strings.Join(m.groupKeys, ", ")
+}
+
+// QueryUsage runs q against the events in store and aggregates them exactly.
+// now is used when q.To is zero.
+func QueryUsage(ctx context.Context, store EventStore, m *CompiledMeter, q UsageQuery, now time.Time) (*UsageResult, error) {
+	if err := q.Validate(m); err != nil {
+		return nil, err
+	}
+	loc := q.TimeZone
+	if loc == nil {
+		loc = time.UTC
+	}
+	to := q.To
+	if to.IsZero() {
+		to = now.UTC().Truncate(TimePrecision)
+	}
+	from := q.From
+	if m.EventFrom != nil && m.EventFrom.After(from) {
+		from = *m.EventFrom
+	}
+	subjects := slices.Clone(q.Subjects)
+	slices.Sort(subjects)
+	subjects = slices.Compact(subjects)
+	bySubject := len(q.Subjects) > 0 || slices.Contains(q.GroupBy, "subject")
+	var groupKeys []string
+	for _, k := range q.GroupBy {
+		if k != "subject" && !slices.Contains(groupKeys, k) {
+			groupKeys = append(groupKeys, k)
+		}
+	}
+	slices.Sort(groupKeys)
+	subjectFilter := map[string]bool{}
+	for _, s := range q.FilterGroupBy["subject"] {
+		subjectFilter[s] = true
+	}
+
+	groups := map[string]*group{}
+	var first time.Time
+	var keyBuf strings.Builder
+	err := store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, Subjects: subjects, From: from, To: to},
+		func(e *ScannedEvent) error {
+			if !m.Matches(e.Time, e.Data) {
+				return nil
+			}
+			if len(subjectFilter) > 0 && !subjectFilter[e.Subject] {
+				return nil
+			}
+			for k, allowed := range q.FilterGroupBy {
+				if k == "subject" {
+					continue
+				}
+				v, ok := m.GroupValue(k, e.Data)
+				if !ok || !slices.Contains(allowed, v) {
+					return nil
+				}
+			}
+			// Read the value first: an event a meter cannot read does not
+			// count (ingestion rejects such events while the meter exists).
+			var val Decimal
+			var text string
+			switch m.Aggregation {
+			case Count:
+			case UniqueCount:
+				t, ok := m.value.Text(e.Data)
+				if !ok {
+					return nil
+				}
+				text = t
+			default:
+				v, ok, err := m.value.Value(e.Data)
+				if err != nil || !ok {
+					return nil
+				}
+				val = v
+			}
+			var ws, we time.Time
+			if q.WindowSize != "" {
+				ws, we = q.WindowSize.Window(e.Time, loc)
+			}
+			keyBuf.Reset()
+			keyBuf.WriteString(ws.Format(time.RFC3339))
+			if bySubject {
+				keyBuf.WriteByte(0)
+				keyBuf.WriteString(e.Subject)
+			}
+			vals := make([]*string, len(groupKeys))
+			for i, k := range groupKeys {
+				keyBuf.WriteByte(0)
+				if v, ok := m.GroupValue(k, e.Data); ok {
+					vals[i] = &v
+					keyBuf.WriteByte(1)
+					keyBuf.WriteString(v)
+				}
+			}
+			key := keyBuf.String()
+			g := groups[key]
+			if g == nil {
+				g = &group{start: ws, end: we, vals: vals}
+				if bySubject {
+					s := e.Subject
+					g.subject = &s
+				}
+				groups[key] = g
+			}
+			g.add(m.Aggregation, val, text, e)
+			if first.IsZero() || e.Time.Before(first) {
+				first = e.Time
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("query meter %q: %w", m.Slug, err)
+	}
+
+	res := &UsageResult{Data: make([]UsageRow, 0, len(groups))}
+	if !q.From.IsZero() {
+		f := q.From.UTC()
+		res.From = &f
+	}
+	t := to.UTC()
+	res.To = &t
+	if q.WindowSize != "" {
+		w := q.WindowSize
+		res.WindowSize = &w
+	}
+	rangeStart := from
+	if rangeStart.IsZero() {
+		rangeStart = first
+	}
+	for _, g := range groups {
+		row := UsageRow{Value: g.result(m.Aggregation), Subject: g.subject, GroupBy: map[string]*string{}}
+		for i, k := range groupKeys {
+			row.GroupBy[k] = g.vals[i]
+		}
+		if q.WindowSize == "" {
+			row.WindowStart, row.WindowEnd = rangeStart.UTC(), to.UTC()
+		} else {
+			// Windows are clipped to the queried range.
+			row.WindowStart, row.WindowEnd = maxTime(g.start, from).UTC(), minTime(g.end, to).UTC()
+		}
+		res.Data = append(res.Data, row)
+	}
+	slices.SortFunc(res.Data, compareRows(groupKeys))
+	return res, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// compareRows orders rows by window, then subject, then group values (null
+// first), so that results are deterministic.
+func compareRows(keys []string) func(a, b UsageRow) int {
+	str := func(p *string) (bool, string) {
+		if p == nil {
+			return false, ""
+		}
+		return true, *p
+	}
+	cmpOpt := func(x, y *string) int {
+		xo, xs := str(x)
+		yo, ys := str(y)
+		if xo != yo {
+			if !xo {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(xs, ys)
+	}
+	return func(a, b UsageRow) int {
+		if c := a.WindowStart.Compare(b.WindowStart); c != 0 {
+			return c
+		}
+		if c := cmpOpt(a.Subject, b.Subject); c != 0 {
+			return c
+		}
+		for _, k := range keys {
+			if c := cmpOpt(a.GroupBy[k], b.GroupBy[k]); c != 0 {
+				return c
+			}
+		}
+		return 0
+	}
+}
+
+// group accumulates one row.
+type group struct {
+	start, end time.Time
+	subject    *string
+	vals       []*string
+
+	n        int64
+	sum      Decimal
+	min, max Decimal
+	unique   map[string]struct{}
+
+	latest                     Decimal
+	latestTime, latestIngested time.Time
+	latestSource, latestID     string
+}
+
+func (g *group) add(agg Aggregation, v Decimal, text string, e *ScannedEvent) {
+	g.n++
+	switch agg {
+	case Sum, Avg:
+		g.sum = g.sum.Add(v)
+	case Min:
+		if g.n == 1 || v.Cmp(g.min) < 0 {
+			g.min = v
+		}
+	case Max:
+		if g.n == 1 || v.Cmp(g.max) > 0 {
+			g.max = v
+		}
+	case UniqueCount:
+		if g.unique == nil {
+			g.unique = map[string]struct{}{}
+		}
+		g.unique[text] = struct{}{}
+	case Latest:
+		if g.n == 1 || laterThan(e, g) {
+			g.latest = v
+			g.latestTime, g.latestIngested = e.Time, e.IngestedAt
+			g.latestSource, g.latestID = e.Source, e.ID
+		}
+	}
+}
+
+// laterThan orders events for LATEST: by event time, then receive time, then
+// source, then id; the greatest wins. The order is total, so the result does
+// not depend on the store or the scan order.
+func laterThan(e *ScannedEvent, g *group) bool {
+	if c := e.Time.Compare(g.latestTime); c != 0 {
+		return c > 0
+	}
+	if c := e.IngestedAt.Compare(g.latestIngested); c != 0 {
+		return c > 0
+	}
+	if c := cmp.Compare(e.Source, g.latestSource); c != 0 {
+		return c > 0
+	}
+	return e.ID > g.latestID
+}
+
+func (g *group) result(agg Aggregation) Decimal {
+	switch agg {
+	case Sum:
+		return g.sum
+	case Count:
+		return DecimalFromInt(g.n)
+	case Avg:
+		return g.sum.QuoRound(DecimalFromInt(g.n))
+	case Min:
+		return g.min
+	case Max:
+		return g.max
+	case UniqueCount:
+		return DecimalFromInt(int64(len(g.unique)))
+	case Latest:
+		return g.latest
+	}
+	return Decimal{}
+}
+
+// GroupByValues lists the distinct values of a meter's group-by key (or
+// "subject") among events in [from, to), sorted.
+func GroupByValues(ctx context.Context, store EventStore, m *CompiledMeter, key string, from, to time.Time) ([]string, error) {
+	if key != "subject" && !m.HasGroupKey(key) {
+		return nil, FieldErrorf("groupByKey", "meter %q has no group-by key %q (it has: %s)", m.Slug, key, keyList(m))
+	}
+	if m.EventFrom != nil && m.EventFrom.After(from) {
+		from = *m.EventFrom
+	}
+	seen := map[string]struct{}{}
+	err := store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, From: from, To: to},
+		func(e *ScannedEvent) error {
+			if !m.Matches(e.Time, e.Data) {
+				return nil
+			}
+			if key == "subject" {
+				seen[e.Subject] = struct{}{}
+			} else if v, ok := m.GroupValue(key, e.Data); ok {
+				seen[v] = struct{}{}
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("group-by values of meter %q: %w", m.Slug, err)
+	}
+	out := make([]string, 0, len(seen))
+	for v := range seen {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out, nil
+}

@@ -518,3 +518,34 @@ func TestNewHandlerConfig(t *testing.T) {
 		t.Error("collectors registered twice: no error")
 	}
 }
+
+// panickingIngester panics, as a bug would.
+type panickingIngester struct{}
+
+func (panickingIngester) Append(context.Context, []odometer.Event) ([]odometer.Outcome, error) {
+	panic("bug")
+}
+
+func TestPanicIsA500Problem(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.Ingester = panickingIngester{} })
+	p := e.problem(500, "POST", "/api/v1/events", event("x", "s", "2024-06-10T10:00:00Z", `{}`))
+	if strings.Contains(p.Detail, "bug") {
+		t.Fatalf("panic value leaked: %q", p.Detail)
+	}
+	e.ok(200, "GET", "/healthz", nil, nil) // the server goes on
+}
+
+func TestProblemDetailSummarisesFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var evs []string
+	for i := range 7 {
+		evs = append(evs, event(fmt.Sprint(i), "s", "bad", `{}`))
+	}
+	p := e.problem(400, "POST", "/api/v1/events", "["+strings.Join(evs, ",")+"]")
+	if len(p.Errors) != 7 || !strings.Contains(p.Detail, "event 4: time") || strings.Contains(p.Detail, "event 5") ||
+		!strings.HasSuffix(p.Detail, "and 2 more (see errors)") {
+		t.Fatalf("detail %q with %d errors", p.Detail, len(p.Errors))
+	}
+}

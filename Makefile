@@ -1,0 +1,44 @@
+# Odometer — see README.md. `make help` lists the targets.
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 60s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## run the server on the embedded store under ./data (127.0.0.1:8888)
+	$(GO) run ./cmd/odometer serve
+
+.PHONY: build
+build: ## build bin/odometer
+	$(GO) build -o bin/odometer ./cmd/odometer
+
+.PHONY: test
+test: ## run every test with the race detector
+	$(GO) test -race -timeout 20m $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+.PHONY: bench
+bench: ## Go micro-benchmarks (store, decoder, aggregation)
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+.PHONY: bench-e2e
+bench-e2e: ## end-to-end HTTP benchmarks against Odometer and the PostgreSQL baseline (bench/README.md)
+	bash bench/run.sh
+
+.PHONY: fuzz
+fuzz: ## fuzz the event decoder for FUZZTIME (default 60s)
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEvents -fuzztime $(FUZZTIME) .
+
+.PHONY: compat
+compat: ## check OpenMeter compatibility with the published @openmeter/sdk npm package
+	bash compat/openmeter-sdk/run.sh

@@ -102,9 +102,9 @@ var usageEvents = []e{
 	{id: "3", subject: "bob", time: "2024-03-01T11:00:00Z", data: `{"v":-1,"model":"a","user":"u1"}`},
 	{id: "4", subject: "alice", time: "2024-03-02T09:00:00Z", data: `{"v":10,"user":"u1"}`},
 	{id: "5", subject: "bob", time: "2024-03-02T23:59:59.999999Z", data: `{"v":0.1,"model":"a","user":"u3"}`},
-	{id: "6", subject: "bob", time: "2024-03-03T00:00:00Z", data: `{"v":0.2,"model":"a","user":"u3"}`}, // excluded by to
+	{id: "6", subject: "bob", time: "2024-03-03T00:00:00Z", data: `{"v":0.2,"model":"a","user":"u3"}`},   // excluded by to
 	{id: "7", subject: "alice", time: "2024-02-29T23:59:59Z", data: `{"v":100,"model":"a","user":"u1"}`}, // excluded by from
-	{id: "8", subject: "carol", time: "2024-03-01T12:00:00Z", data: `{"model":"a"}`},                      // no value
+	{id: "8", subject: "carol", time: "2024-03-01T12:00:00Z", data: `{"model":"a"}`},                     // no value
 }
 
 func TestAggregations(t *testing.T) {

@@ -95,6 +95,17 @@ type wireEvent struct {
 // and no events.
 func DecodeEvents(body []byte, ns string, now time.Time, lim IngestLimits) ([]Event, error) {
 	now = now.UTC().Truncate(TimePrecision)
+	if events, ok := decodeFast(body, ns, now, lim); ok {
+		return events, nil
+	}
+	return decodeReference(body, ns, now, lim)
+}
+
+// decodeReference is the reference decoder, built on encoding/json. It
+// handles every input and produces the error messages; decodeFast handles
+// the common shape in one pass and must agree with it on every input it
+// accepts (FuzzDecodeFast checks that).
+func decodeReference(body []byte, ns string, now time.Time, lim IngestLimits) ([]Event, error) {
 	body = bytes.TrimLeft(body, " \t\r\n")
 	if len(body) == 0 {
 		return nil, FieldErrorf("body", "empty request body: expected a CloudEvent object or an array of them")
@@ -136,27 +147,33 @@ func DecodeEvents(body []byte, ns string, now time.Time, lim IngestLimits) ([]Ev
 }
 
 func decodeEvent(raw json.RawMessage, i int, ns string, now time.Time, lim IngestLimits, e *Event, fields []FieldError) []FieldError {
-	bad := func(field, format string, args ...any) {
-		fields = append(fields, FieldError{Index: i, Field: field, Reason: fmt.Sprintf(format, args...)})
-	}
 	var w wireEvent
 	if err := json.Unmarshal(raw, &w); err != nil {
 		// Find which member has the wrong type, to name it.
 		var m map[string]json.RawMessage
 		if json.Unmarshal(raw, &m) != nil {
-			bad("event", "not a JSON object")
-			return fields
+			return append(fields, FieldError{Index: i, Field: "event", Reason: "not a JSON object"})
 		}
+		n := len(fields)
 		for _, k := range []string{"id", "source", "specversion", "type", "subject", "datacontenttype", "dataschema"} {
 			var s *string
 			if v, ok := m[k]; ok && json.Unmarshal(v, &s) != nil {
-				bad(k, "must be a string")
+				fields = append(fields, FieldError{Index: i, Field: k, Reason: "must be a string"})
 			}
 		}
-		if len(fields) == 0 {
-			bad("event", "malformed: %v", err)
+		if len(fields) == n {
+			fields = append(fields, FieldError{Index: i, Field: "event", Reason: fmt.Sprintf("malformed: %v", err)})
 		}
 		return fields
+	}
+	return finishEvent(&w, false, i, ns, now, lim, e, fields)
+}
+
+// finishEvent validates a decoded wire event and fills e. dataCompact says
+// that w.Data is already compact JSON.
+func finishEvent(w *wireEvent, dataCompact bool, i int, ns string, now time.Time, lim IngestLimits, e *Event, fields []FieldError) []FieldError {
+	bad := func(field, format string, args ...any) {
+		fields = append(fields, FieldError{Index: i, Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	str := func(field string, p *string, required bool, max int) string {
 		if p == nil || *p == "" {
@@ -192,7 +209,7 @@ func decodeEvent(raw json.RawMessage, i int, ns string, now time.Time, lim Inges
 	e.Time = now
 	if len(w.Time) > 0 && string(w.Time) != "null" {
 		var ts string
-		if err := json.Unmarshal(w.Time, &ts); err != nil {
+		if err := unquote(w.Time, &ts); err != nil {
 			bad("time", "must be an RFC 3339 string")
 		} else if t, err := time.Parse(time.RFC3339Nano, ts); err != nil {
 			bad("time", "not an RFC 3339 timestamp: %q", ts)
@@ -210,10 +227,16 @@ func decodeEvent(raw json.RawMessage, i int, ns string, now time.Time, lim Inges
 		}
 	}
 
-	if d := bytes.TrimSpace(w.Data); len(d) > 0 && string(d) != "null" {
-		if d[0] != '{' {
+	if d := w.Data; len(d) > 0 && string(d) != "null" {
+		switch {
+		case d[0] != '{':
 			bad("data", "must be a JSON object")
-		} else {
+		case !utf8.Valid(d):
+			// PostgreSQL refuses such JSON; reject it here, with a reason.
+			bad("data", "not valid UTF-8")
+		case dataCompact:
+			e.Data = d
+		default:
 			var buf bytes.Buffer
 			if err := json.Compact(&buf, d); err != nil {
 				bad("data", "malformed JSON: %v", err)
@@ -222,4 +245,14 @@ func decodeEvent(raw json.RawMessage, i int, ns string, now time.Time, lim Inges
 		}
 	}
 	return fields
+}
+
+// unquote decodes a JSON string, taking the short way when it has no
+// escapes.
+func unquote(raw []byte, s *string) error {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		*s = string(raw[1 : len(raw)-1])
+		return nil
+	}
+	return json.Unmarshal(raw, s)
 }

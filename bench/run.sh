@@ -27,7 +27,8 @@
 #   RUN_TIMEOUT=1200        seconds one loadgen invocation may take before it is killed
 #   PROFILE_DIR=            if set, save a CPU profile of Odometer during the first batch
 #                           run there (when the server exposes /debug/pprof)
-#   OUT_DIR=                if set, also write results.md and the raw loadgen JSON there
+#   OUT_DIR=                if set, an empty directory to keep results.md and every raw
+#                           loadgen JSON report in (written as the runs finish)
 set -euo pipefail
 
 EVENTS=${EVENTS:-1000000}
@@ -104,11 +105,12 @@ free_port() {
 start_server() {
 	local logfile=$1 name=$2 addr="" i
 	shift 2
-	"$@" 2>"$logfile" >/dev/null &
+	: >"$logfile" # exists before the server opens it, for the sed below
+	"$@" 2>>"$logfile" >/dev/null &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
 	for ((i = 0; i < 300; i++)); do
-		addr=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$logfile" | head -n1)
+		addr=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$logfile" | head -n1) || true
 		[[ -n $addr ]] && break
 		kill -0 "$SERVER_PID" 2>/dev/null || { cat "$logfile" >&2; die "$name exited at start"; }
 		sleep 0.1
@@ -209,11 +211,16 @@ ensure_postgres() {
 # ---------------------------------------------------------------- build
 command -v curl >/dev/null || die "curl is required"
 log "building odometer, loadgen and baseline"
-mkdir -p "$WORK/bin" "$WORK/res"
+RES=${OUT_DIR:-$WORK/res}
+mkdir -p "$WORK/bin" "$RES"
+if compgen -G "$RES/*.json" >/dev/null; then
+	die "OUT_DIR $OUT_DIR already holds reports (*.json): choose an empty directory"
+fi
 go build -o "$WORK/bin/odometer" ./cmd/odometer
 go build -o "$WORK/bin/loadgen" ./bench/loadgen
 go build -o "$WORK/bin/baseline" ./bench/baseline
-RES=$WORK/res
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average before the run: $LOAD_BEFORE"
 
 COMMON=(--subjects "$SUBJECTS" --types 3)
 BATCH_ARGS=(--mode batch --batch "$BATCH" --clients "$BATCH_CLIENTS" --events "$EVENTS" --dup-rate "$DUP_RATE" "${COMMON[@]}")
@@ -296,7 +303,7 @@ med() {
 table() {
 	local ob bb os bs
 	echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(go version | awk '{print $3, $4}')"
-	echo "Medians of $RUNS runs. $(date -u +%Y-%m-%d)."
+	echo "Medians of $RUNS runs, $(date -u +%Y-%m-%d). Load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
 	echo "| benchmark | Odometer | baseline | Odometer/baseline |"
 	echo "|---|---:|---:|---:|"
@@ -318,11 +325,7 @@ table() {
 	done
 }
 
-table >"$WORK/results.md"
+table >"$RES/results.md"
 echo
-cat "$WORK/results.md"
-if [[ -n $OUT_DIR ]]; then
-	mkdir -p "$OUT_DIR"
-	cp "$WORK/results.md" "$RES"/*.json "$OUT_DIR"/
-	log "results and raw reports written to $OUT_DIR"
-fi
+cat "$RES/results.md"
+[[ -z $OUT_DIR ]] || log "results.md and the raw loadgen reports are in $OUT_DIR"

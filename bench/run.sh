@@ -132,10 +132,15 @@ stop_server() {
 # start_odometer NAME: a fresh Odometer on an empty data directory, with
 # the embedded store whatever the environment says.
 start_odometer() {
-	local data
-	data=$(mktemp -d "$WORK/data.XXXXXX")
+	SERVER_DATA=$(mktemp -d "$WORK/data.XXXXXX")
 	start_server "$WORK/$1.log" odometer env -u ODOMETER_POSTGRES -u ODOMETER_CONFIG -u ODOMETER_ADDR -u ODOMETER_DATA \
-		"$WORK/bin/odometer" serve --data "$data" --addr 127.0.0.1:0
+		"$WORK/bin/odometer" serve --data "$SERVER_DATA" --addr 127.0.0.1:0
+}
+
+# stop_odometer PID DATA: stops a server and removes its data directory.
+stop_odometer() {
+	stop_pid "$1"
+	rm -rf "$2"
 }
 
 start_baseline() {
@@ -241,10 +246,11 @@ for ((r = 1; r <= RUNS; r++)); do
 	if [[ -n $PROFILE_DIR && $r -eq 1 ]]; then
 		wait "$PROFILE_PID" || log "no CPU profile: the server has no /debug/pprof or the run was shorter than 15s"
 	fi
+	log "  data directory: $(du -sh "$SERVER_DATA" | cut -f1)"
 	if ((r == RUNS)); then
-		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL # (c) queries this store
+		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL KEEP_DATA=$SERVER_DATA # (c) queries this store
 	else
-		stop_server
+		stop_odometer "$SERVER_PID" "$SERVER_DATA"
 	fi
 done
 
@@ -252,7 +258,7 @@ for ((r = 1; r <= RUNS; r++)); do
 	log "Odometer (b) single-event requests, run $r/$RUNS: $SINGLE_EVENTS events"
 	start_odometer "odometer-single-$r"
 	loadgen "$RES/odo-single-$r.json" --url "$SERVER_URL" --setup-meters --seed "$r" "${SINGLE_ARGS[@]}"
-	stop_server
+	stop_odometer "$SERVER_PID" "$SERVER_DATA"
 done
 
 for size in $QUERY_SIZES; do
@@ -260,10 +266,10 @@ for size in $QUERY_SIZES; do
 		url=$KEEP_URL
 		log "Odometer (c) queries at $size stored events (the last batch run's store)"
 	else
-		[[ -n $KEEP_URL ]] && stop_pid "$KEEP_PID"
+		[[ -z $KEEP_URL ]] || stop_odometer "$KEEP_PID" "$KEEP_DATA"
 		log "Odometer (c) loading $size events for the query benchmark"
 		start_odometer "odometer-query-$size"
-		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL url=$SERVER_URL
+		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL KEEP_DATA=$SERVER_DATA url=$SERVER_URL
 		loadgen "$RES/load-$size.json" --url "$url" --setup-meters --seed 99 --mode batch --batch "$BATCH" \
 			--clients "$BATCH_CLIENTS" --events "$size" --dup-rate 0 "${COMMON[@]}"
 	fi
@@ -273,7 +279,7 @@ for size in $QUERY_SIZES; do
 			--duration "$QUERY_DURATION" --seed "$r" --subjects "$SUBJECTS" --meter tokens
 	done
 done
-[[ -n $KEEP_URL ]] && stop_pid "$KEEP_PID"
+[[ -z $KEEP_URL ]] || stop_odometer "$KEEP_PID" "$KEEP_DATA"
 
 # ---------------------------------------------------------------- baseline
 if [[ $BASELINE == 1 ]]; then

@@ -51,13 +51,14 @@ if [[ -n ${COMPAT_POSTGRES:-} ]]; then
 	serve_args+=(--postgres "$COMPAT_POSTGRES")
 fi
 # The environment must not choose another store, address or config.
+: >"$work/server.log"
 env -u ODOMETER_POSTGRES -u ODOMETER_CONFIG -u ODOMETER_ADDR -u ODOMETER_DATA \
-	"$work/odometer" "${serve_args[@]}" >/dev/null 2>"$work/server.log" &
+	"$work/odometer" "${serve_args[@]}" >/dev/null 2>>"$work/server.log" &
 pid=$!
 
 addr=""
 for _ in $(seq 300); do
-	addr=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$work/server.log" | head -n1)
+	addr=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$work/server.log" | head -n1) || true
 	[[ -n $addr ]] && break
 	kill -0 "$pid" 2>/dev/null || fail "odometer serve exited at start"
 	sleep 0.1

@@ -238,10 +238,10 @@ func newLogger(e *env, cfg *serveConfig) *slog.Logger {
 }
 
 // syncMeters makes the meters of namespace "default" match the config:
-// missing meters are created, changed names, descriptions, group-bys,
-// filters and eventFrom are updated. What a meter counts (its event type,
-// aggregation and value property) cannot change under the same slug, so a
-// difference there is an error. Meters absent from the config are left
+// missing meters are created, changed names, descriptions, group-bys and
+// filters are updated. What a meter counts (its event type, aggregation,
+// value property and eventFrom) cannot change under the same slug, as in the
+// API, so a difference there is an error. Meters absent from the config are left
 // alone.
 func syncMeters(ctx context.Context, store odometer.MeterStore, defs []*odometer.Meter, now time.Time, log *slog.Logger) error {
 	now = now.UTC().Truncate(odometer.TimePrecision)
@@ -265,6 +265,7 @@ func syncMeters(ctx context.Context, store odometer.MeterStore, defs []*odometer
 			{"eventType", old.EventType, m.EventType},
 			{"aggregation", string(old.Aggregation), string(m.Aggregation)},
 			{"valueProperty", old.ValueProperty, m.ValueProperty},
+			{"eventFrom", timeText(old.EventFrom), timeText(m.EventFrom)},
 		} {
 			if f.old != f.new {
 				return fmt.Errorf("meter %q: %s is %q in the database but %q in the config; "+
@@ -277,7 +278,7 @@ func syncMeters(ctx context.Context, store odometer.MeterStore, defs []*odometer
 		}
 		upd := *old
 		upd.Name, upd.Description = m.Name, m.Description
-		upd.GroupBy, upd.Filters, upd.EventFrom = m.GroupBy, m.Filters, m.EventFrom
+		upd.GroupBy, upd.Filters = m.GroupBy, m.Filters
 		upd.UpdatedAt = now
 		if err := store.UpdateMeter(ctx, &upd); err != nil {
 			return fmt.Errorf("update meter %q: %w", m.Slug, err)
@@ -292,8 +293,15 @@ func sameMutableFields(a, b *odometer.Meter) bool {
 		equalMaps(a.GroupBy, b.GroupBy, func(x, y string) bool { return x == y }) &&
 		equalMaps(a.Filters, b.Filters, func(x, y []string) bool {
 			return strings.Join(x, "\x00") == strings.Join(y, "\x00") && len(x) == len(y)
-		}) &&
-		(a.EventFrom == nil) == (b.EventFrom == nil) && (a.EventFrom == nil || a.EventFrom.Equal(*b.EventFrom))
+		})
+}
+
+// timeText formats an optional time for comparison and messages.
+func timeText(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func equalMaps[V any](a, b map[string]V, eq func(V, V) bool) bool {

@@ -118,6 +118,7 @@ meters:
 		"eventType":     "meters: [{slug: tokens, eventType: completion, aggregation: SUM, valueProperty: $.tokens}]",
 		"aggregation":   "meters: [{slug: tokens, eventType: prompt, aggregation: MAX, valueProperty: $.tokens}]",
 		"valueProperty": "meters: [{slug: tokens, eventType: prompt, aggregation: SUM, valueProperty: $.input}]",
+		"eventFrom":     "meters: [{slug: tokens, eventType: prompt, aggregation: SUM, valueProperty: $.tokens, eventFrom: 2024-02-01T00:00:00Z}]",
 	} {
 		err := syncMeters(ctx, store, mustParseConfig(t, yaml), t3, log)
 		if err == nil || !strings.Contains(err.Error(), `meter "tokens": `+field+" is") {

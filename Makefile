@@ -36,8 +36,10 @@ bench-e2e: ## end-to-end HTTP benchmarks against Odometer and the PostgreSQL bas
 	bash bench/run.sh
 
 .PHONY: fuzz
-fuzz: ## fuzz the event decoder for FUZZTIME (default 60s)
+fuzz: ## fuzz the event decoders and the event-log key codec, FUZZTIME each (default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEvents -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz FuzzDecodeFast -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz FuzzKeyEncoding -fuzztime $(FUZZTIME) ./eventlog/
 
 .PHONY: compat
 compat: ## check OpenMeter compatibility with the published @openmeter/sdk npm package

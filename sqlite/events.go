@@ -215,3 +215,14 @@ func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*
 	}
 	return nil
 }
+
+// HasEvents reports whether the events table holds any event. The server
+// uses it to refuse a data directory whose events live in a different event
+// store than the one it was started with.
+func (s *Store) HasEvents(ctx context.Context) (bool, error) {
+	var n int
+	if err := s.read.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM events)").Scan(&n); err != nil {
+		return false, fmt.Errorf("check for events: %w", err)
+	}
+	return n == 1, nil
+}

@@ -19,6 +19,7 @@ import (
 //
 //	addr: 127.0.0.1:8888
 //	data: ./data
+//	eventLog: pebble
 //	shutdownTimeout: 10s
 //	log: {level: info, format: text}
 //	limits: {maxBodyBytes: 16MiB, maxBatchEvents: 10000, futureSkew: 24h, maxAge: 0}
@@ -32,6 +33,7 @@ import (
 type fileConfig struct {
 	Addr            *scalar `yaml:"addr"`
 	Data            *scalar `yaml:"data"`
+	EventLog        *scalar `yaml:"eventLog"`
 	ShutdownTimeout *scalar `yaml:"shutdownTimeout"`
 	Log             struct {
 		Level  *scalar `yaml:"level"`
@@ -136,6 +138,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 	}{
 		{"addr", "addr", fc.Addr},
 		{"data", "data", fc.Data},
+		{"event-log", "eventLog", fc.EventLog},
 		{"shutdown-timeout", "shutdownTimeout", fc.ShutdownTimeout},
 		{"log-level", "log.level", fc.Log.Level},
 		{"log-format", "log.format", fc.Log.Format},

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/odometerhq/odometer"
-	"github.com/odometerhq/odometer/sqlite"
 )
 
 // buildBinary compiles odometer once per test binary run.
@@ -223,7 +222,7 @@ func TestCrashDuringIngestion(t *testing.T) {
 	// Stop the server and count every stored identity directly.
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.cmd.Wait()
-	s, err := sqlite.Open(dataDir)
+	s, err := openStore(t.Context(), dataDir, eventLogPebble)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 	err := os.WriteFile(cfgFile, []byte(`
 addr: 10.0.0.1:1
 data: /from/config
+eventLog: sqlite
 log: {level: warn, format: json}
 limits:
   maxBodyBytes: 2KiB
@@ -37,12 +38,12 @@ ingest: {commitBatchEvents: 5, queueEvents: 50}
 		t.Fatal(err)
 	}
 	defaults := serveConfig{
-		Addr: "127.0.0.1:8888", Data: "./data", LogLevel: slog.LevelInfo, LogFormat: "text",
+		Addr: "127.0.0.1:8888", Data: "./data", EventLog: "pebble", LogLevel: slog.LevelInfo, LogFormat: "text",
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second,
 	}
 	fromConfig := serveConfig{
-		Addr: "10.0.0.1:1", Data: "/from/config", ConfigFile: cfgFile, LogLevel: slog.LevelWarn, LogFormat: "json",
+		Addr: "10.0.0.1:1", Data: "/from/config", EventLog: "sqlite", ConfigFile: cfgFile, LogLevel: slog.LevelWarn, LogFormat: "json",
 		MaxBodyBytes: 2048, MaxBatchEvents: 7, FutureSkew: time.Hour, MaxAge: 720 * time.Hour,
 		CommitBatchEvents: 5, QueueEvents: 50, ShutdownTimeout: 10 * time.Second,
 	}
@@ -56,8 +57,8 @@ ingest: {commitBatchEvents: 5, queueEvents: 50}
 		{"defaults", nil, nil, defaults},
 		{"flags", []string{"--addr", ":1", "--data=d", "--log-level", "debug", "--log-format", "json",
 			"--max-body-bytes", "1MiB", "--max-batch-events", "3", "--future-skew", "0", "--max-age", "1h",
-			"--commit-batch-events", "4", "--queue-events", "8", "--shutdown-timeout", "1s"}, nil,
-			serveConfig{Addr: ":1", Data: "d", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
+			"--commit-batch-events", "4", "--queue-events", "8", "--shutdown-timeout", "1s", "--event-log", "sqlite"}, nil,
+			serveConfig{Addr: ":1", Data: "d", EventLog: "sqlite", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
 				MaxBatchEvents: 3, MaxAge: time.Hour, CommitBatchEvents: 4, QueueEvents: 8, ShutdownTimeout: time.Second}},
 		{"env", nil, map[string]string{"ODOMETER_ADDR": ":2", "ODOMETER_MAX_BODY_BYTES": "1000", "ODOMETER_LOG_LEVEL": "error",
 			"ODOMETER_FUTURE_SKEW": "2h", "ODOMETER_QUEUE_EVENTS": "9"},

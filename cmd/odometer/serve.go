@@ -18,7 +18,6 @@ import (
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
 	"github.com/odometerhq/odometer/ingest"
-	"github.com/odometerhq/odometer/sqlite"
 )
 
 // serveConfig is what serve runs with, resolved from the command line, the
@@ -34,6 +33,7 @@ type serveConfig struct {
 	MaxBatchEvents    int
 	FutureSkew        time.Duration
 	MaxAge            time.Duration
+	EventLog          string
 	CommitBatchEvents int
 	QueueEvents       int
 	ShutdownTimeout   time.Duration
@@ -46,6 +46,9 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8888", "`host:port` to listen on (port 0 picks a free port)")
 	fs.StringVar(&c.Data, "data", "./data", "`dir`ectory of the embedded database")
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML config `file` (settings below, and meters)")
+	c.EventLog = eventLogPebble
+	fs.Var(&enumValue{p: &c.EventLog, allowed: []string{eventLogPebble, eventLogSQLite}}, "event-log",
+		"where the embedded store keeps events: pebble (fast) or sqlite (one file); fixed for a data directory (docs/storage.md)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	c.LogFormat = "text"
 	fs.Var(&enumValue{p: &c.LogFormat, allowed: []string{"text", "json"}}, "log-format", "log `format`: text or json")
@@ -135,7 +138,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(e, cfg)
-	store, err := sqlite.Open(cfg.Data)
+	// Pebble logs through slog's default logger.
+	slog.SetDefault(log)
+	store, err := openStore(ctx, cfg.Data, cfg.EventLog)
 	if err != nil {
 		return err
 	}
@@ -209,7 +214,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "version", version())
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "eventLog", cfg.EventLog, "version", version())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

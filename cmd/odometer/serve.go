@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ type serveConfig struct {
 	CommitBatchEvents int
 	QueueEvents       int
 	ShutdownTimeout   time.Duration
+	DebugAddr         string
 	// Meters are the meters the config file declares, validated.
 	Meters []*odometer.Meter
 }
@@ -60,6 +62,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.CommitBatchEvents, "commit-batch-events", 20000, "most events in one database commit")
 	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests and commits on shutdown")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "`host:port` for Go's profiler (/debug/pprof) on a separate listener; empty: off")
 }
 
 // parseServeConfig resolves serve's configuration: each flag comes from the
@@ -215,6 +218,14 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "eventLog", cfg.EventLog, "version", version())
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(ctx, cfg.DebugAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopDebug()
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -232,6 +243,26 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	}
 	<-served
 	return nil
+}
+
+// serveDebug serves net/http/pprof on its own listener, so that profiling
+// is never exposed on the API's address by accident.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Info("profiler listening", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }
 
 func newLogger(e *env, cfg *serveConfig) *slog.Logger {

@@ -232,7 +232,7 @@ BATCH_ARGS=(--mode batch --batch "$BATCH" --clients "$BATCH_CLIENTS" --events "$
 SINGLE_ARGS=(--mode single --clients "$SINGLE_CLIENTS" --events "$SINGLE_EVENTS" --dup-rate "$DUP_RATE" "${COMMON[@]}")
 
 # ---------------------------------------------------------------- Odometer
-KEEP_URL=""
+KEEP_URL="" KEEP_SIZE=""
 for ((r = 1; r <= RUNS; r++)); do
 	log "Odometer (a) batch ingestion, run $r/$RUNS: $EVENTS events"
 	start_odometer "odometer-batch-$r"
@@ -248,7 +248,7 @@ for ((r = 1; r <= RUNS; r++)); do
 	fi
 	log "  data directory: $(du -sh "$SERVER_DATA" | cut -f1)"
 	if ((r == RUNS)); then
-		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL KEEP_DATA=$SERVER_DATA # (c) queries this store
+		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL KEEP_DATA=$SERVER_DATA KEEP_SIZE=$EVENTS # (c) queries this store
 	else
 		stop_odometer "$SERVER_PID" "$SERVER_DATA"
 	fi
@@ -261,15 +261,21 @@ for ((r = 1; r <= RUNS; r++)); do
 	stop_odometer "$SERVER_PID" "$SERVER_DATA"
 done
 
+# The size the last (a) run left goes first, on that run's store; the
+# others are loaded into fresh stores.
+sizes=()
 for size in $QUERY_SIZES; do
-	if [[ $size == "$EVENTS" && -n $KEEP_URL ]]; then
+	if [[ $size == "$EVENTS" ]]; then sizes=("$size" "${sizes[@]}"); else sizes+=("$size"); fi
+done
+for size in "${sizes[@]}"; do
+	if [[ $size == "$EVENTS" && -n $KEEP_URL && $KEEP_SIZE == "$EVENTS" ]]; then
 		url=$KEEP_URL
 		log "Odometer (c) queries at $size stored events (the last batch run's store)"
 	else
 		[[ -z $KEEP_URL ]] || stop_odometer "$KEEP_PID" "$KEEP_DATA"
 		log "Odometer (c) loading $size events for the query benchmark"
 		start_odometer "odometer-query-$size"
-		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL KEEP_DATA=$SERVER_DATA url=$SERVER_URL
+		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL KEEP_DATA=$SERVER_DATA KEEP_SIZE=$size url=$SERVER_URL
 		loadgen "$RES/load-$size.json" --url "$url" --setup-meters --seed 99 --mode batch --batch "$BATCH" \
 			--clients "$BATCH_CLIENTS" --events "$size" --dup-rate 0 "${COMMON[@]}"
 	fi

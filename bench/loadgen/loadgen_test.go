@@ -155,3 +155,61 @@ func TestQueryWindow(t *testing.T) {
 		t.Errorf("to = %s, want %s", got, want)
 	}
 }
+
+// TestQueryAgainstFake runs query mode against a server that checks the
+// query's parameters.
+func TestQueryAgainstFake(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if r.URL.Path != "/api/v1/meters/tokens/query" || q.Get("windowSize") != "DAY" || q.Get("groupBy") != "model" ||
+			q.Get("windowTimeZone") != "UTC" || !strings.HasPrefix(q.Get("subject"), "customer-") || q.Get("from") == "" || q.Get("to") == "" {
+			http.Error(w, "unexpected query "+r.URL.String(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"windowSize":"DAY","data":[{"value":1,"windowStart":"x"},{"value":2,"windowStart":"y"}]}`)
+	}))
+	defer srv.Close()
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"--url", srv.URL, "--mode", "query", "--clients", "2", "--duration", "200ms", "--json"}, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Requests == 0 || rep.AvgRows != 2 || rep.EmptyResults != 0 || len(rep.Errors) != 0 {
+		t.Fatalf("unexpected report %s", out.Bytes())
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	for h, want := range map[string]time.Duration{
+		"":    100 * time.Millisecond,
+		"0":   10 * time.Millisecond,
+		"2":   2 * time.Second,
+		"600": 10 * time.Second,
+		"x":   100 * time.Millisecond,
+	} {
+		if got := retryAfter(h); got != want {
+			t.Errorf("retryAfter(%q) = %s, want %s", h, got, want)
+		}
+	}
+}
+
+func TestCountField(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"accepted": 998,"duplicate":2,"events":[{"status":"accepted"}]}`)
+	if v, ok := countField(body, `"accepted":`); !ok || v != 998 {
+		t.Errorf("accepted = %d, %v", v, ok)
+	}
+	if v, ok := countField(body, `"duplicate":`); !ok || v != 2 {
+		t.Errorf("duplicate = %d, %v", v, ok)
+	}
+	if _, ok := countField([]byte(`{}`), `"accepted":`); ok {
+		t.Error("found a missing field")
+	}
+}

@@ -2,8 +2,6 @@ package sqlite_test
 
 import (
 	"database/sql"
-	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -168,34 +166,5 @@ func rawDB(t testing.TB, dir string) *sql.DB {
 // BenchmarkAppendEvents appends 1,000-event batches of new, random ids over
 // 10,000 subjects: the write path of ingestion, one fsync per batch.
 func BenchmarkAppendEvents(b *testing.B) {
-	const batchSize = 1000
-	s := open(b, b.TempDir())
-	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	batches := make([][]odometer.Event, b.N)
-	for i := range batches {
-		batch := make([]odometer.Event, batchSize)
-		for j := range batch {
-			batch[j] = odometer.Event{
-				Namespace:   "default",
-				ID:          fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64()),
-				Source:      "bench",
-				SpecVersion: "1.0",
-				Type:        "tokens",
-				Subject:     fmt.Sprint("customer-", rng.IntN(10_000)),
-				Time:        now.Add(-time.Duration(rng.IntN(3600_000_000)) * time.Microsecond),
-				IngestedAt:  now,
-				Data:        fmt.Appendf(nil, `{"tokens":%d,"model":"gpt-4","region":"eu-west-1"}`, rng.IntN(5000)),
-			}
-		}
-		batches[i] = batch
-	}
-	ctx := b.Context()
-	b.ResetTimer()
-	for i := range b.N {
-		if _, err := s.AppendEvents(ctx, batches[i]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "events/s")
+	storetest.BenchmarkAppendEvents(b, open(b, b.TempDir()))
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -16,13 +17,14 @@ import (
 
 // appendBuffers are reused by successive appends (under Log.mu).
 type appendBuffers struct {
-	arena []byte // every key and value of the batch being built
-	kvs   []kv   // what to write: offsets into arena
-	dedup []kv   // each event's dedup key, in input order
-	order []int32
-	key   []byte // scratch for keys
-	val   []byte // scratch for index values
-	rec   []byte // scratch for records
+	arena  []byte  // every key and value of the batch being built
+	kvs    []kv    // what to write: offsets into arena
+	dedup  []kv    // each event's dedup key, in input order
+	order  []int32 // event indexes, sorted by dedup key
+	lookup []int32 // the events whose identity must be looked up
+	key    []byte  // scratch for keys
+	val    []byte  // scratch for index values
+	rec    []byte  // scratch for records
 }
 
 // kv is one key and its value, as offsets into appendBuffers.arena (which
@@ -98,6 +100,9 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		return bytes.Compare(key(b.dedup[i]), key(b.dedup[j]))
 	})
 	out := make([]odometer.Outcome, len(events))
+	// Repeats within the call are adjacent after the sort; the first of each
+	// is looked up, the others are duplicates of it.
+	lookup := b.lookup[:0]
 	var prev []byte
 	for _, i := range b.order {
 		k := key(b.dedup[i])
@@ -106,16 +111,35 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 			continue
 		}
 		prev = k
-		switch _, closer, err := l.db.Get(k); {
-		case err == nil:
-			closer.Close()
-			out[i] = odometer.Duplicate
-		case errors.Is(err, pebble.ErrNotFound):
-			out[i] = odometer.Accepted
-		default:
-			e := &events[i]
-			return nil, fmt.Errorf("event %d (source %q, id %q): dedup check: %w", i, e.Source, e.ID, err)
-		}
+		lookup = append(lookup, i)
+	}
+	b.lookup = lookup
+	// The lookups are independent reads, so two goroutines share them: the
+	// writer is the bottleneck of ingestion and a lookup is mostly waiting
+	// on memory. Each half stays in key order.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	half := len(lookup) / 2
+	for part, ids := range [][]int32{lookup[:half], lookup[half:]} {
+		wg.Go(func() {
+			for _, i := range ids {
+				switch _, closer, err := l.db.Get(key(b.dedup[i])); {
+				case err == nil:
+					closer.Close()
+					out[i] = odometer.Duplicate
+				case errors.Is(err, pebble.ErrNotFound):
+					out[i] = odometer.Accepted
+				default:
+					e := &events[i]
+					errs[part] = fmt.Errorf("event %d (source %q, id %q): dedup check: %w", i, e.Source, e.ID, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 
 	// The keys of the accepted events, with sequence numbers in input order.

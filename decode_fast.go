@@ -181,25 +181,17 @@ func (d *fastDecoder) object() (w wireEvent, ok bool) {
 			seen |= bit
 			switch {
 			case dst != nil:
-				if d.peek() == 'n' {
-					if !d.literal("null") {
-						return w, false
-					}
-				} else {
-					s, ok := d.plainString()
-					if !ok {
-						return w, false
-					}
+				s, isNull, ok := d.nullOrString()
+				if !ok {
+					return w, false
+				}
+				if !isNull {
 					str := string(s)
 					*dst = &str
 				}
 			case bit == attrTime:
 				start := d.i
-				if d.peek() == 'n' {
-					if !d.literal("null") {
-						return w, false
-					}
-				} else if _, ok := d.plainString(); !ok {
+				if _, _, ok := d.nullOrString(); !ok {
 					return w, false
 				}
 				w.Time = d.b[start:d.i]
@@ -259,6 +251,15 @@ func (d *fastDecoder) plainString() ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// nullOrString reads null or a plain string (see plainString).
+func (d *fastDecoder) nullOrString() (s []byte, isNull, ok bool) {
+	if d.peek() == 'n' {
+		return nil, true, d.literal("null")
+	}
+	s, ok = d.plainString()
+	return s, false, ok
 }
 
 func (d *fastDecoder) literal(lit string) bool {

@@ -125,6 +125,9 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 	errs := make([]error, 2)
 	half := len(lookup) / 2
 	for part, ids := range [][]int32{lookup[:half], lookup[half:]} {
+		if len(ids) == 0 {
+			continue
+		}
 		wg.Go(func() {
 			it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagDedup}, UpperBound: []byte{tagDedup + 1}})
 			if err != nil {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,9 +35,17 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 
 // serverProcess is odometer serve running as a real child process.
 type serverProcess struct {
-	cmd *exec.Cmd
-	url string
-	log *syncBuffer
+	cmd     *exec.Cmd
+	url     string
+	log     *syncBuffer
+	logDone chan struct{} // closed when stderr reached EOF
+}
+
+// wait waits for the process to exit. Its stderr must be read to the end
+// first: exec.Cmd.Wait closes the pipe.
+func (p *serverProcess) wait() error {
+	<-p.logDone
+	return p.cmd.Wait()
 }
 
 func startProcess(t *testing.T, dataDir string, args ...string) *serverProcess {
@@ -47,7 +54,7 @@ func startProcess(t *testing.T, dataDir string, args ...string) *serverProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &serverProcess{log: &syncBuffer{}}
+	p := &serverProcess{log: &syncBuffer{}, logDone: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir}, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -56,9 +63,10 @@ func startProcess(t *testing.T, dataDir string, args ...string) *serverProcess {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.wait() })
 	found := make(chan string, 1)
 	go func() {
+		defer close(p.logDone)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
@@ -167,7 +175,7 @@ func TestCrashDuringIngestion(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Wait()
+	p.wait()
 	stop()
 	wg.Wait()
 	if len(acked) == 0 || len(unacked) == 0 {
@@ -220,8 +228,12 @@ func TestCrashDuringIngestion(t *testing.T) {
 	}
 
 	// Stop the server and count every stored identity directly.
+	// The recovered server also shuts down cleanly: SIGTERM ends it with
+	// exit status 0 after it closed the event log.
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.cmd.Wait()
+	if err := p.wait(); err != nil {
+		t.Fatalf("restarted server did not shut down cleanly: %v; log:\n%s", err, p.log)
+	}
 	s, err := openStore(t.Context(), dataDir, eventLogPebble)
 	if err != nil {
 		t.Fatal(err)
@@ -244,8 +256,5 @@ func TestCrashDuringIngestion(t *testing.T) {
 	}
 	if len(stored) != len(want) {
 		t.Fatalf("stored %d events, want %d distinct", len(stored), len(want))
-	}
-	if !strings.Contains(p.log.String(), "listening") {
-		t.Fatal("no listening line")
 	}
 }

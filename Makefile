@@ -18,7 +18,8 @@ build: ## build bin/odometer
 	$(GO) build -o bin/odometer ./cmd/odometer
 
 .PHONY: test
-test: ## run every test with the race detector
+test: ## run every test with the race detector (PostgreSQL's too when ODOMETER_TEST_POSTGRES is set)
+	@test -n "$$ODOMETER_TEST_POSTGRES" || echo "note: ODOMETER_TEST_POSTGRES is not set, so the PostgreSQL tests are skipped; to run them: export ODOMETER_TEST_POSTGRES=\$$(scripts/postgres.sh start .postgres)"
 	$(GO) test -race -timeout 20m $(PKGS)
 
 .PHONY: lint
@@ -36,9 +37,12 @@ bench-e2e: ## end-to-end HTTP benchmarks against Odometer and the PostgreSQL bas
 	bash bench/run.sh
 
 .PHONY: fuzz
-fuzz: ## fuzz the event decoders and the event-log key codec, FUZZTIME each (default 60s)
+fuzz: ## fuzz the event decoders, the JSONPath and decimal fast paths, JSON output and the event-log key codec, FUZZTIME each (default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEvents -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFast -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz FuzzPathFind -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz FuzzParsePlainValue -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz FuzzAppendJSONString -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzKeyEncoding -fuzztime $(FUZZTIME) ./eventlog/
 
 .PHONY: compat

@@ -92,6 +92,45 @@ func ParseValue(s string) (Decimal, error) {
 	return x, nil
 }
 
+// parsePlainValue parses the common form of event values without going
+// through text or big integers: an optional '-' and at most 18 digits, with
+// an optional '.' between two of them. Such a value is within the value
+// limits and fits an int64 coefficient. The result is exactly what
+// ParseValue returns (FuzzParsePlainValue checks this); ok is false for
+// every other text, which ParseValue then reads or refuses.
+func parsePlainValue(b []byte) (x Decimal, ok bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 {
+		return Decimal{}, false
+	}
+	var coeff uint64
+	point := -1
+	for i, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			coeff = coeff*10 + uint64(c-'0')
+		case c == '.' && point < 0 && i > 0 && i < len(b)-1:
+			point = i
+		default:
+			return Decimal{}, false
+		}
+	}
+	digits := len(b)
+	if point >= 0 {
+		digits--
+		x.d.Exponent = -int32(len(b) - point - 1)
+	}
+	if digits > 18 {
+		return Decimal{}, false
+	}
+	x.d.Coeff.SetUint64(coeff)
+	x.d.Negative = neg // as apd does: "-0" is a negative zero
+	return x, true
+}
+
 func (x Decimal) checkValueRange() error {
 	if x.d.IsZero() {
 		return nil

@@ -3,6 +3,7 @@ package odometer
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -159,9 +160,20 @@ func QueryUsage(ctx context.Context, store EventStore, m *CompiledMeter, q Usage
 		subjectFilter[s] = true
 	}
 
+	groupPaths := make([]Path, len(groupKeys))
+	for i, k := range groupKeys {
+		groupPaths[i] = m.groupPaths[k]
+	}
+
+	// Groups are found by a key that encodes the window, the subject and
+	// the group values. It is built in a reused buffer and looked up
+	// without allocating; only a new group copies it. list holds the groups
+	// in the order they were created, which for stores that scan in time
+	// order is nearly the order of the result.
 	groups := map[string]*group{}
+	var list []*group
 	var first time.Time
-	var keyBuf strings.Builder
+	var key []byte
 	err := store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, Subjects: subjects, From: from, To: to},
 		func(e *ScannedEvent) error {
 			if !m.Matches(e.Time, e.Data) {
@@ -202,30 +214,35 @@ func QueryUsage(ctx context.Context, store EventStore, m *CompiledMeter, q Usage
 			if q.WindowSize != "" {
 				ws, we = q.WindowSize.Window(e.Time, loc)
 			}
-			keyBuf.Reset()
-			keyBuf.WriteString(ws.Format(time.RFC3339))
+			// Window starts are whole seconds, so their Unix time
+			// identifies them.
+			key = binary.BigEndian.AppendUint64(key[:0], uint64(ws.Unix()))
 			if bySubject {
-				keyBuf.WriteByte(0)
-				keyBuf.WriteString(e.Subject)
+				key = append(key, 0)
+				key = append(key, e.Subject...)
 			}
-			vals := make([]*string, len(groupKeys))
-			for i, k := range groupKeys {
-				keyBuf.WriteByte(0)
-				if v, ok := m.GroupValue(k, e.Data); ok {
-					vals[i] = &v
-					keyBuf.WriteByte(1)
-					keyBuf.WriteString(v)
+			for _, p := range groupPaths {
+				key = append(key, 0)
+				n := len(key)
+				var ok bool
+				if key, ok = p.appendText(append(key, 1), e.Data); !ok {
+					key = key[:n] // null or missing
 				}
 			}
-			key := keyBuf.String()
-			g := groups[key]
+			g := groups[string(key)]
 			if g == nil {
-				g = &group{start: ws, end: we, vals: vals}
+				g = &group{start: ws, end: we, vals: make([]*string, len(groupKeys))}
+				for i, p := range groupPaths {
+					if v, ok := p.Text(e.Data); ok {
+						g.vals[i] = &v
+					}
+				}
 				if bySubject {
 					s := e.Subject
 					g.subject = &s
 				}
-				groups[key] = g
+				groups[string(key)] = g
+				list = append(list, g)
 			}
 			g.add(m.Aggregation, val, text, e)
 			if first.IsZero() || e.Time.Before(first) {
@@ -237,7 +254,7 @@ func QueryUsage(ctx context.Context, store EventStore, m *CompiledMeter, q Usage
 		return nil, fmt.Errorf("query meter %q: %w", m.Slug, err)
 	}
 
-	res := &UsageResult{Data: make([]UsageRow, 0, len(groups))}
+	res := &UsageResult{Data: make([]UsageRow, 0, len(list))}
 	if !q.From.IsZero() {
 		f := q.From.UTC()
 		res.From = &f
@@ -252,20 +269,25 @@ func QueryUsage(ctx context.Context, store EventStore, m *CompiledMeter, q Usage
 	if rangeStart.IsZero() {
 		rangeStart = first
 	}
-	for _, g := range groups {
-		row := UsageRow{Value: g.result(m.Aggregation), Subject: g.subject, GroupBy: map[string]*string{}}
+	for _, g := range list {
+		if q.WindowSize == "" {
+			g.start, g.end = rangeStart.UTC(), to.UTC()
+		} else {
+			// Windows are clipped to the queried range.
+			g.start, g.end = maxTime(g.start, from).UTC(), minTime(g.end, to).UTC()
+		}
+	}
+	// Sorted as groups, whose values are a slice, rather than as rows,
+	// whose values are in a map.
+	slices.SortFunc(list, compareGroups)
+	for _, g := range list {
+		row := UsageRow{Value: g.result(m.Aggregation), WindowStart: g.start, WindowEnd: g.end, Subject: g.subject,
+			GroupBy: make(map[string]*string, len(groupKeys))}
 		for i, k := range groupKeys {
 			row.GroupBy[k] = g.vals[i]
 		}
-		if q.WindowSize == "" {
-			row.WindowStart, row.WindowEnd = rangeStart.UTC(), to.UTC()
-		} else {
-			// Windows are clipped to the queried range.
-			row.WindowStart, row.WindowEnd = maxTime(g.start, from).UTC(), minTime(g.end, to).UTC()
-		}
 		res.Data = append(res.Data, row)
 	}
-	slices.SortFunc(res.Data, compareRows(groupKeys))
 	return res, nil
 }
 
@@ -283,45 +305,40 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-// compareRows orders rows by window, then subject, then group values (null
-// first), so that results are deterministic.
-func compareRows(keys []string) func(a, b UsageRow) int {
-	str := func(p *string) (bool, string) {
-		if p == nil {
-			return false, ""
-		}
-		return true, *p
+// compareGroups orders rows by window, then subject, then group values in
+// the order of the sorted group-by keys (null first), so that results are
+// deterministic.
+func compareGroups(a, b *group) int {
+	if c := a.start.Compare(b.start); c != 0 {
+		return c
 	}
-	cmpOpt := func(x, y *string) int {
-		xo, xs := str(x)
-		yo, ys := str(y)
-		if xo != yo {
-			if !xo {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Compare(xs, ys)
+	if c := compareOpt(a.subject, b.subject); c != 0 {
+		return c
 	}
-	return func(a, b UsageRow) int {
-		if c := a.WindowStart.Compare(b.WindowStart); c != 0 {
+	for i := range a.vals {
+		if c := compareOpt(a.vals[i], b.vals[i]); c != 0 {
 			return c
 		}
-		if c := cmpOpt(a.Subject, b.Subject); c != 0 {
-			return c
-		}
-		for _, k := range keys {
-			if c := cmpOpt(a.GroupBy[k], b.GroupBy[k]); c != 0 {
-				return c
-			}
-		}
+	}
+	return 0
+}
+
+// compareOpt orders optional strings, nil first.
+func compareOpt(x, y *string) int {
+	switch {
+	case x == nil && y == nil:
 		return 0
+	case x == nil:
+		return -1
+	case y == nil:
+		return 1
 	}
+	return cmp.Compare(*x, *y)
 }
 
 // group accumulates one row.
 type group struct {
-	start, end time.Time
+	start, end time.Time // the window; clipped to the query before sorting
 	subject    *string
 	vals       []*string
 

@@ -146,11 +146,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
+	writeJSONBytes(w, status, b)
+	return nil
+}
+
+// writeJSONBytes writes b, a JSON document, as the response.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
-	return nil
 }
 
 // params reads a request's query parameters, collecting every problem so

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -184,6 +185,10 @@ func finishEvent(w *wireEvent, dataCompact bool, i int, ns string, now time.Time
 		}
 		if !utf8.ValidString(*p) {
 			bad(field, "not valid UTF-8")
+		} else if strings.IndexByte(*p, 0) >= 0 {
+			// PostgreSQL's text cannot hold NUL; refusing it everywhere
+			// keeps every store able to take every accepted event.
+			bad(field, `must not contain the NUL character (\u0000)`)
 		} else if max > 0 && len(*p) > max {
 			bad(field, "longer than %d bytes", max)
 		}

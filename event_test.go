@@ -80,6 +80,10 @@ func TestDecodeEventsInvalid(t *testing.T) {
 		{"long id", `{"id":"` + strings.Repeat("x", 257) + `","source":"s","type":"t","subject":"x"}`, odometer.EINVALID, []odometer.FieldError{
 			{Index: 0, Field: "id", Reason: "longer than 256 bytes"},
 		}},
+		{"NUL", `{"id":"a\u0000b","source":"s","type":"t","subject":"x\u0000"}`, odometer.EINVALID, []odometer.FieldError{
+			{Index: 0, Field: "id", Reason: `must not contain the NUL character (\u0000)`},
+			{Index: 0, Field: "subject", Reason: `must not contain the NUL character (\u0000)`},
+		}},
 		{"too many", `[` + strings.Repeat(`{"id":"a","source":"s","type":"t","subject":"x"},`, 100) + `{"id":"b","source":"s","type":"t","subject":"x"}]`, odometer.ETOOLARGE, []odometer.FieldError{
 			{Index: -1, Field: "body", Reason: "more than 100 events"},
 		}},

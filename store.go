@@ -5,14 +5,18 @@ import (
 	"time"
 )
 
-// EventStore keeps events durably. Implementations: sqlite.Store and (later)
-// postgres.Store; storetest.Run is the contract every one must pass.
+// EventStore keeps events durably. Implementations: sqlite.Store,
+// eventlog.Log and postgres.Store; storetest.Run is the contract every one
+// must pass.
 type EventStore interface {
 	// AppendEvents stores events (each carrying its Namespace) in one
 	// transaction and returns, in input order, whether each was Accepted or a
 	// Duplicate of an identity (Namespace, Source, ID) stored before or earlier
 	// in the same call. It returns only after the transaction is durable on
-	// disk; on error nothing was stored.
+	// disk. On error nothing was stored, with one exception: an EUNAVAILABLE
+	// error from a database server whose answer to the commit was lost
+	// leaves the outcome unknown. The events may then be stored; a retry
+	// reports them as duplicates, so nothing is ever counted twice.
 	AppendEvents(ctx context.Context, events []Event) ([]Outcome, error)
 
 	// ListEvents returns stored events matching f, newest event time first

@@ -218,6 +218,27 @@ func testListFilters(t *testing.T, s odometer.Store) {
 	wantCode(t, "ListEvents with Limit 0", err, odometer.EINVALID)
 }
 
+// testListTieOrder checks the tie order of ListEvents within and across
+// calls: events with equal times are listed later-appended first, and
+// within one call that is reverse input order, even when the ids are not
+// in order (a store may write a call's rows sorted by identity).
+func testListTieOrder(t *testing.T, s odometer.Store) {
+	batch := func(ids ...string) []odometer.Event {
+		var events []odometer.Event
+		for _, id := range ids {
+			events = append(events, ev("ns", "src", id, "t", "c", t0, ""))
+		}
+		return events
+	}
+	mustAppend(t, s, batch("m", "c", "x", "c", "a", "q")...)
+	mustAppend(t, s, batch("k", "b", "m")...)
+	mustAppend(t, s, ev("ns", "src", "early", "t", "c", t0.Add(-time.Second), ""))
+	want := []string{"b", "k", "q", "a", "x", "c", "m", "early"}
+	if diff := cmp.Diff(want, ids(listAll(t, s, "ns"))); diff != "" {
+		t.Errorf("ListEvents ids (-want +got):\n%s", diff)
+	}
+}
+
 // scanIDs returns the IDs that ScanEvents delivers for sc, sorted.
 func scanIDs(t *testing.T, s odometer.Store, sc odometer.EventScan) []string {
 	t.Helper()

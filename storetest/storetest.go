@@ -11,6 +11,8 @@
 //   - an AppendEvents call with no events succeeds and stores nothing;
 //   - ListEvents substring filters match literally ('%' and '_' are not
 //     wildcards), and a Limit of 0 is an EINVALID error;
+//   - among events of one AppendEvents call, "later appended" means later
+//     in the call's input, whatever order the store writes them in;
 //   - ScanEvents delivers each event once even if a subject is listed twice,
 //     and returns fn's error so that errors.Is finds it;
 //   - meters round-trip every field, nil maps stay nil, and not-found errors
@@ -39,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"AppendEvents/Concurrent", testConcurrentAppend},
 		{"ListEvents/RoundTrip", testRoundTrip},
 		{"ListEvents/Filters", testListFilters},
+		{"ListEvents/TieOrder", testListTieOrder},
 		{"ScanEvents/Filters", testScanFilters},
 		{"ScanEvents/Fields", testScanFields},
 		{"ScanEvents/EarlyStop", testScanEarlyStop},

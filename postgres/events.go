@@ -1,0 +1,384 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/odometerhq/odometer"
+)
+
+// insertEventsSQL inserts one call's new events in one statement. The
+// arrays hold one row per distinct identity of the call, sorted by identity
+// (see the package comment on deadlocks); $1 is each row's position in the
+// call. The inner query draws the append sequence in input order
+// (PostgreSQL evaluates a volatile select-list expression after the
+// query's ORDER BY), the outer one inserts in array order, i.e. in identity
+// order. RETURNING names the rows that were new.
+const insertEventsSQL = `INSERT INTO events (seq, namespace, source, id, type, subject, time, ingested_at,
+		specversion, datacontenttype, dataschema, data)
+	OVERRIDING SYSTEM VALUE
+	SELECT seq, namespace, source, id, type, subject, time, ingested_at,
+		specversion, datacontenttype, dataschema, data
+	FROM (
+		SELECT nextval('events_seq') AS seq, r.*
+		FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+				$7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::json[])
+			WITH ORDINALITY AS r(pos, namespace, source, id, type, subject, time, ingested_at,
+				specversion, datacontenttype, dataschema, data, k)
+		ORDER BY r.pos
+	) AS numbered
+	ORDER BY k
+	ON CONFLICT (namespace, source, id) DO NOTHING
+	RETURNING namespace, source, id`
+
+// commitWait bounds the wait for COMMIT's answer. The wait does not end
+// with the caller's context: a commit abandoned half-way has an unknown
+// outcome, which is worse for the caller than a late answer. A server that
+// takes longer than this is treated as gone.
+const commitWait = 15 * time.Second
+
+// AppendEvents stores events in one transaction and returns, in input
+// order, whether each was Accepted or a Duplicate, once the transaction has
+// committed. Each identity (Namespace, Source, ID) is accepted once across
+// every call of every Store on the database; repeats within a call are
+// duplicates of the first. On error nothing is acknowledged: an EINVALID
+// error (an event that PostgreSQL cannot store: Data that is not valid JSON,
+// text that is not UTF-8 or holds NUL) or a context that ended before the
+// commit stored nothing, and an EUNAVAILABLE error may or may not have
+// stored the events (see the package comment). Transient failures before
+// the commit are retried until ctx ends.
+func (s *Store) AppendEvents(ctx context.Context, events []odometer.Event) ([]odometer.Outcome, error) {
+	if len(events) == 0 {
+		return nil, ctx.Err()
+	}
+	op := "append " + strconv.Itoa(len(events)) + " events"
+	if s.closed.Load() {
+		return nil, fmt.Errorf("%s: %w", op, errClosed)
+	}
+	for i := range events {
+		if err := checkEvent(len(events), i, &events[i]); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	b := newInsertBatch(events)
+	if err := s.retry(ctx, "append events", b.try(s)); err != nil {
+		return nil, storeError(op, err)
+	}
+	return b.out, nil
+}
+
+// checkEvent refuses, before anything is sent, what PostgreSQL would refuse
+// in the middle of the insert: the caller learns which event and field.
+func checkEvent(n, i int, e *odometer.Event) error {
+	bad := func(field, reason string) error {
+		return &odometer.Error{Code: odometer.EINVALID,
+			Message: fmt.Sprintf("append %d events: event %d (source %q, id %q): %s is %s; nothing was stored",
+				n, i, e.Source, e.ID, field, reason),
+			Fields: []odometer.FieldError{{Index: i, Field: field, Reason: reason}}}
+	}
+	for _, f := range [...]struct{ name, value string }{
+		{"namespace", e.Namespace}, {"id", e.ID}, {"source", e.Source}, {"specversion", e.SpecVersion},
+		{"type", e.Type}, {"subject", e.Subject}, {"datacontenttype", e.DataContentType}, {"dataschema", e.DataSchema},
+	} {
+		if !utf8.ValidString(f.value) {
+			return bad(f.name, "not valid UTF-8")
+		}
+		// PostgreSQL's text cannot hold NUL. Rejecting it also keeps
+		// identityKey's separator unambiguous.
+		if strings.IndexByte(f.value, 0) >= 0 {
+			return bad(f.name, "not storable: it contains a NUL character")
+		}
+	}
+	if d := e.Data; len(d) > 0 {
+		// json.Valid does not check UTF-8 inside strings; the server does.
+		if !json.Valid(d) {
+			return bad("data", "not valid JSON")
+		}
+		if !utf8.Valid(d) {
+			return bad("data", "not valid UTF-8")
+		}
+	}
+	return nil
+}
+
+// insertBatch is one AppendEvents call, prepared once for every attempt.
+type insertBatch struct {
+	out []odometer.Outcome
+	// rows holds the input index of each distinct identity's first event,
+	// in identity order: the rows of the insert.
+	rows []int
+	// first maps an identity (identityKey) to the input index of its
+	// first event.
+	first map[string]int
+	args  []any
+}
+
+// identityKey joins an identity into one string; checkEvent has ruled out
+// NUL in its parts.
+func identityKey(namespace, source, id string) string {
+	return namespace + "\x00" + source + "\x00" + id
+}
+
+func newInsertBatch(events []odometer.Event) *insertBatch {
+	b := &insertBatch{
+		out:   make([]odometer.Outcome, len(events)),
+		first: make(map[string]int, len(events)),
+	}
+	for i := range events {
+		e := &events[i]
+		k := identityKey(e.Namespace, e.Source, e.ID)
+		if _, seen := b.first[k]; seen {
+			b.out[i] = odometer.Duplicate
+			continue
+		}
+		b.first[k] = i
+		b.rows = append(b.rows, i)
+	}
+	// Byte order, as the primary key's COLLATE "C" compares.
+	slices.SortFunc(b.rows, func(i, j int) int {
+		x, y := &events[i], &events[j]
+		if c := strings.Compare(x.Namespace, y.Namespace); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Source, y.Source); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+
+	// The insert's arrays, one element per row.
+	var c struct {
+		pos                                                  []int32
+		ns, source, id, typ, subject, specVer, ctype, schema []string
+		time, ingestedAt                                     []time.Time
+		data                                                 [][]byte
+	}
+	for _, i := range b.rows {
+		e := &events[i]
+		c.pos = append(c.pos, int32(i))
+		c.ns, c.source, c.id = append(c.ns, e.Namespace), append(c.source, e.Source), append(c.id, e.ID)
+		c.typ, c.subject = append(c.typ, e.Type), append(c.subject, e.Subject)
+		c.time, c.ingestedAt = append(c.time, e.Time), append(c.ingestedAt, e.IngestedAt)
+		c.specVer, c.ctype, c.schema = append(c.specVer, e.SpecVersion), append(c.ctype, e.DataContentType), append(c.schema, e.DataSchema)
+		var data []byte // nil: NULL, no data
+		if len(e.Data) > 0 {
+			data = e.Data
+		}
+		c.data = append(c.data, data)
+	}
+	b.args = []any{c.pos, c.ns, c.source, c.id, c.typ, c.subject, c.time, c.ingestedAt, c.specVer, c.ctype, c.schema, c.data}
+	return b
+}
+
+// try returns one attempt at the insert, for Store.retry.
+func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		for _, i := range b.rows {
+			b.out[i] = odometer.Duplicate // until the insert returns the row
+		}
+		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			// A no-op after Commit. Not ctx: a rollback cut short by a
+			// cancelled context would cost the pool its connection.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = tx.Rollback(ctx)
+		}()
+
+		rows, err := tx.Query(ctx, insertEventsSQL, b.args...)
+		if err != nil {
+			return err
+		}
+		var key []byte
+		for rows.Next() {
+			v := rows.RawValues()
+			key = append(append(append(append(append(key[:0], v[0]...), 0), v[1]...), 0), v[2]...)
+			i, ok := b.first[string(key)]
+			if !ok {
+				rows.Close()
+				return &noRetryError{fmt.Errorf("the insert returned identity %q, which the call does not hold", key)}
+			}
+			b.out[i] = odometer.Accepted
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// Nothing is committed yet: a caller that gave up gets nothing.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
+		defer cancel()
+		if err := tx.Commit(commitCtx); err != nil {
+			return commitError(err)
+		}
+		return nil
+	}
+}
+
+// ListEvents returns the events matching f, newest event time first and,
+// among equal times, the most recently appended first (across concurrent
+// calls: the one that drew its sequence numbers later). ID and subject
+// filters match substrings literally and case-sensitively. f.Limit must be
+// positive (EINVALID otherwise).
+func (s *Store) ListEvents(ctx context.Context, f odometer.EventFilter) ([]odometer.Event, error) {
+	if f.Limit <= 0 {
+		return nil, odometer.FieldErrorf("limit", "must be positive, got %d", f.Limit)
+	}
+	if s.closed.Load() {
+		return nil, fmt.Errorf("list events: %w", errClosed)
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT namespace, source, id, type, subject, time, ingested_at,
+		specversion, datacontenttype, dataschema, data
+		FROM events WHERE namespace = $1`)
+	args := []any{f.Namespace}
+	cond := func(sql string, arg any) {
+		args = append(args, arg)
+		fmt.Fprintf(&q, " AND "+sql, len(args))
+	}
+	if !f.From.IsZero() {
+		cond("time >= $%d", f.From)
+	}
+	if !f.To.IsZero() {
+		cond("time < $%d", f.To)
+	}
+	if !f.IngestedFrom.IsZero() {
+		cond("ingested_at >= $%d", f.IngestedFrom)
+	}
+	if !f.IngestedTo.IsZero() {
+		cond("ingested_at < $%d", f.IngestedTo)
+	}
+	// strpos, not LIKE: LIKE would need '%', '_' and '\' escaped.
+	if f.IDContains != "" {
+		cond("strpos(id, $%d) > 0", f.IDContains)
+	}
+	if f.SubjectContains != "" {
+		cond("strpos(subject, $%d) > 0", f.SubjectContains)
+	}
+	// events_time read backwards serves this order without a sort.
+	args = append(args, int64(f.Limit))
+	fmt.Fprintf(&q, " ORDER BY time DESC, seq DESC LIMIT $%d", len(args))
+
+	var events []odometer.Event
+	err := s.retry(ctx, "list events", func(ctx context.Context) error {
+		events = []odometer.Event{}
+		rows, err := s.pool.Query(ctx, q.String(), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e odometer.Event
+			var data []byte
+			if err := rows.Scan(&e.Namespace, &e.Source, &e.ID, &e.Type, &e.Subject, &e.Time, &e.IngestedAt,
+				&e.SpecVersion, &e.DataContentType, &e.DataSchema, &data); err != nil {
+				return &noRetryError{err}
+			}
+			e.Time, e.IngestedAt = e.Time.UTC(), e.IngestedAt.UTC()
+			if data != nil {
+				e.Data = data
+			}
+			events = append(events, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, storeError("list events", err)
+	}
+	return events, nil
+}
+
+// ScanEvents calls fn for each event matching sc, in no particular order,
+// from one snapshot (one statement). Each event is delivered once even if a
+// subject is listed twice. The ScannedEvent is reused between calls and its
+// Data points into the connection's read buffer: both are valid only during
+// the call. If fn returns an error, the scan stops and ScanEvents returns
+// that error unwrapped. A transient failure is retried only if fn has not
+// been called yet.
+func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*odometer.ScannedEvent) error) error {
+	if s.closed.Load() {
+		return fmt.Errorf("scan events: %w", errClosed)
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT subject, source, id, time, ingested_at, data FROM events WHERE namespace = $1 AND type = $2`)
+	args := []any{sc.Namespace, sc.Type}
+	cond := func(sql string, arg any) {
+		args = append(args, arg)
+		fmt.Fprintf(&q, " AND "+sql, len(args))
+	}
+	if !sc.From.IsZero() {
+		cond("time >= $%d", sc.From)
+	}
+	if !sc.To.IsZero() {
+		cond("time < $%d", sc.To)
+	}
+	// A filter, not a join: a subject listed twice matches its events once.
+	// The events_scan index takes the array as a list of ranges.
+	if len(sc.Subjects) > 0 {
+		cond("subject = ANY($%d)", sc.Subjects)
+	}
+
+	var (
+		e         odometer.ScannedEvent
+		delivered bool
+		fnErr     *callbackError
+	)
+	err := s.retry(ctx, "scan events", func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		rows, err := s.pool.Query(ctx, q.String(), args...)
+		if err != nil {
+			cancel()
+			return err
+		}
+		defer rows.Close()
+		// Runs before rows.Close: when fn stops the scan early, cancelling
+		// ends the query at the cost of its connection, where Close would
+		// read every remaining row first.
+		defer cancel()
+		for rows.Next() {
+			if err := rows.Scan(&e.Subject, &e.Source, &e.ID, &e.Time, &e.IngestedAt, nil); err != nil {
+				return &noRetryError{err}
+			}
+			e.Time, e.IngestedAt = e.Time.UTC(), e.IngestedAt.UTC()
+			// json's text, in either wire format; nil for NULL. No copy: it
+			// is valid until the next row, which is all fn may assume.
+			e.Data = rows.RawValues()[5]
+			delivered = true
+			if err := fn(&e); err != nil {
+				fnErr = &callbackError{err}
+				return fnErr
+			}
+		}
+		if err := rows.Err(); err != nil && delivered {
+			return &noRetryError{err}
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr.err
+	}
+	return storeError("scan events", err)
+}
+
+// callbackError carries the error of ScanEvents' fn through retry, which
+// does not retry it: it is neither transient nor the store's.
+type callbackError struct{ err error }
+
+func (e *callbackError) Error() string { return e.err.Error() }

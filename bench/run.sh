@@ -53,8 +53,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/odometer-bench.XXXXXX")
 PIDS=()
 PGDATA_DIR=
-PGBIN=
-PG_AS=()
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -65,7 +63,7 @@ cleanup() {
 		stop_pid "$pid"
 	done
 	if [[ -n $PGDATA_DIR ]]; then
-		"${PG_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+		scripts/postgres.sh stop "$PGDATA_DIR" >/dev/null 2>&1 || true
 		rm -rf "$PGDATA_DIR"
 	fi
 	rm -rf "$WORK"
@@ -184,33 +182,13 @@ ensure_postgres() {
 		log "baseline uses the PostgreSQL at POSTGRES_URL"
 		return
 	fi
-	if command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then
-		PGBIN=$(dirname "$(command -v initdb)")
-	else
-		PGBIN=$(find /usr/lib/postgresql -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -n1 || true)
-	fi
-	if [[ -z $PGBIN || ! -x $PGBIN/initdb ]]; then
-		[[ $(id -u) -eq 0 ]] || die "PostgreSQL is not installed: install it (apt-get install postgresql) or set POSTGRES_URL"
-		log "installing PostgreSQL (apt-get install postgresql)"
-		apt-get update -qq >/dev/null
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-		PGBIN=$(find /usr/lib/postgresql -maxdepth 2 -type d -name bin | sort -V | tail -n1)
-	fi
 	PGDATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/odometer-bench-pg.XXXXXX")
-	if [[ $(id -u) -eq 0 ]]; then
-		chown postgres: "$PGDATA_DIR"
-		PG_AS=(runuser -u postgres --)
-	fi
-	local port
-	port=$(free_port)
-	"${PG_AS[@]}" "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust --no-sync >/dev/null
-	# fsync stays on: the baseline must be durable like Odometer. The
-	# buffers and WAL size are what an operator of a 24 GB machine would set.
-	"${PG_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
-		-o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 -c shared_buffers=1GB -c max_wal_size=8GB" \
-		start >/dev/null
-	POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
-	log "started a throwaway $("$PGBIN/postgres" --version | sed 's/^postgres (\(.*\)) \([0-9.]*\).*/\1 \2/') on 127.0.0.1:$port"
+	# The buffers and WAL size are what an operator of a 24 GB machine would
+	# set; fsync stays on (scripts/postgres.sh): the baseline must be durable
+	# like Odometer.
+	POSTGRES_URL=$(POSTGRES_OPTIONS="-c max_connections=200 -c shared_buffers=1GB -c max_wal_size=8GB" \
+		scripts/postgres.sh start "$PGDATA_DIR")
+	log "started a throwaway $(psql "$POSTGRES_URL" -Atc 'show server_version') on ${POSTGRES_URL#*@}"
 }
 
 # ---------------------------------------------------------------- build

@@ -20,6 +20,9 @@ import (
 //	addr: 127.0.0.1:8888
 //	data: ./data
 //	eventLog: pebble
+//	postgres: postgres://odometer@db.internal:5432/odometer   # instead of data
+//	postgresMaxConns: 16
+//	noMigrate: false
 //	shutdownTimeout: 10s
 //	log: {level: info, format: text}
 //	limits: {maxBodyBytes: 16MiB, maxBatchEvents: 10000, futureSkew: 24h, maxAge: 0}
@@ -34,6 +37,9 @@ type fileConfig struct {
 	Addr            *scalar `yaml:"addr"`
 	Data            *scalar `yaml:"data"`
 	EventLog        *scalar `yaml:"eventLog"`
+	Postgres        *scalar `yaml:"postgres"`
+	PostgresMaxConn *scalar `yaml:"postgresMaxConns"`
+	NoMigrate       *scalar `yaml:"noMigrate"`
 	ShutdownTimeout *scalar `yaml:"shutdownTimeout"`
 	Log             struct {
 		Level  *scalar `yaml:"level"`
@@ -139,6 +145,9 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"addr", "addr", fc.Addr},
 		{"data", "data", fc.Data},
 		{"event-log", "eventLog", fc.EventLog},
+		{"postgres", "postgres", fc.Postgres},
+		{"postgres-max-conns", "postgresMaxConns", fc.PostgresMaxConn},
+		{"no-migrate", "noMigrate", fc.NoMigrate},
 		{"shutdown-timeout", "shutdownTimeout", fc.ShutdownTimeout},
 		{"log-level", "log.level", fc.Log.Level},
 		{"log-format", "log.format", fc.Log.Format},

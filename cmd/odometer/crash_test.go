@@ -50,18 +50,29 @@ func (p *serverProcess) wait() error {
 
 func startProcess(t *testing.T, dataDir string, args ...string) *serverProcess {
 	t.Helper()
-	bin, err := buildOnce()
+	p, err := spawnServer(t, dataDir, args...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return p
+}
+
+// spawnServer starts odometer serve and waits until it listens. Unlike
+// startProcess it may be called from any goroutine. The process is killed at
+// the end of the test.
+func spawnServer(t *testing.T, dataDir string, args ...string) (*serverProcess, error) {
+	bin, err := buildOnce()
+	if err != nil {
+		return nil, err
 	}
 	p := &serverProcess{log: &syncBuffer{}, logDone: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir}, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.wait() })
 	found := make(chan string, 1)
@@ -82,10 +93,12 @@ func startProcess(t *testing.T, dataDir string, args ...string) *serverProcess {
 	select {
 	case addr := <-found:
 		p.url = "http://" + addr
+		return p, nil
+	case <-p.logDone:
+		return nil, fmt.Errorf("server exited before listening; log:\n%s", p.log)
 	case <-time.After(30 * time.Second):
-		t.Fatalf("server did not start; log:\n%s", p.log)
+		return nil, fmt.Errorf("server did not start; log:\n%s", p.log)
 	}
-	return p
 }
 
 // TestCrashDuringIngestion kills the server with SIGKILL while eight clients

@@ -74,8 +74,14 @@ func startServe(t *testing.T, args ...string) (url string, log *syncBuffer, stop
 // error.
 func runCmd(t *testing.T, stdin string, args ...string) (string, string, error) {
 	t.Helper()
+	return runCmdEnv(t, nil, stdin, args...)
+}
+
+// runCmdEnv runs a subcommand with the environment env.
+func runCmdEnv(t *testing.T, env map[string]string, stdin string, args ...string) (string, string, error) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), args, mapEnv(nil), strings.NewReader(stdin), &stdout, &stderr)
+	err := run(t.Context(), args, mapEnv(env), strings.NewReader(stdin), &stdout, &stderr)
 	return stdout.String(), stderr.String(), err
 }
 

@@ -47,6 +47,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the server", runServe},
+		{"migrate", "apply PostgreSQL schema migrations", runMigrate},
 		{"ingest", "send events from an NDJSON or JSON-array file to a server", runIngest},
 		{"query", "query a meter's usage", runQuery},
 		{"meters", "list a server's meters", runMeters},

@@ -35,6 +35,9 @@ type serveConfig struct {
 	FutureSkew        time.Duration
 	MaxAge            time.Duration
 	EventLog          string
+	Postgres          string
+	PostgresMaxConns  int
+	NoMigrate         bool
 	CommitBatchEvents int
 	QueueEvents       int
 	ShutdownTimeout   time.Duration
@@ -51,6 +54,9 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	c.EventLog = eventLogPebble
 	fs.Var(&enumValue{p: &c.EventLog, allowed: []string{eventLogPebble, eventLogSQLite}}, "event-log",
 		"where the embedded store keeps events: pebble (fast) or sqlite (one file); fixed for a data directory (docs/storage.md)")
+	fs.StringVar(&c.Postgres, "postgres", "", "PostgreSQL connection `URL`: keep everything there instead of --data, so that several nodes share one database (docs/deploy.md)")
+	fs.IntVar(&c.PostgresMaxConns, "postgres-max-conns", 16, "most connections to PostgreSQL from this node")
+	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply PostgreSQL migrations at start-up (run 'odometer migrate' instead); start only if the schema is current")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	c.LogFormat = "text"
 	fs.Var(&enumValue{p: &c.LogFormat, allowed: []string{"text", "json"}}, "log-format", "log `format`: text or json")
@@ -112,6 +118,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 		n    int64
 	}{
 		{"max-body-bytes", int64(c.MaxBodyBytes)}, {"max-batch-events", int64(c.MaxBatchEvents)},
+		{"postgres-max-conns", int64(c.PostgresMaxConns)},
 		{"commit-batch-events", int64(c.CommitBatchEvents)}, {"queue-events", int64(c.QueueEvents)},
 	} {
 		if f.n <= 0 {
@@ -143,7 +150,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	log := newLogger(e, cfg)
 	// Pebble logs through slog's default logger.
 	slog.SetDefault(log)
-	store, err := openStore(ctx, cfg.Data, cfg.EventLog)
+	store, err := openConfiguredStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -217,7 +224,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "eventLog", cfg.EventLog, "version", version())
+	log.Info("listening", "addr", ln.Addr().String(), "store", storeSummary(cfg), "version", version())
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(ctx, cfg.DebugAddr, log)
 		if err != nil {
@@ -285,16 +292,22 @@ func syncMeters(ctx context.Context, store odometer.MeterStore, defs []*odometer
 		m := *def
 		m.Namespace = "default"
 		old, err := store.FindMeter(ctx, m.Namespace, m.Slug)
-		switch {
-		case odometer.ErrorCode(err) == odometer.ENOTFOUND:
+		if odometer.ErrorCode(err) == odometer.ENOTFOUND {
 			m.ID = odometer.NewID(now)
 			m.CreatedAt, m.UpdatedAt = now, now
-			if err := store.CreateMeter(ctx, &m); err != nil {
+			err = store.CreateMeter(ctx, &m)
+			if err == nil {
+				log.Info("meter created from config", "meter", m.Slug)
+				continue
+			}
+			if odometer.ErrorCode(err) != odometer.ECONFLICT {
 				return fmt.Errorf("create meter %q: %w", m.Slug, err)
 			}
-			log.Info("meter created from config", "meter", m.Slug)
-			continue
-		case err != nil:
+			// Another node sharing the database created it a moment ago
+			// from its own config: check it as an existing meter.
+			old, err = store.FindMeter(ctx, m.Namespace, m.Slug)
+		}
+		if err != nil {
 			return fmt.Errorf("find meter %q: %w", m.Slug, err)
 		}
 		for _, f := range []struct{ field, old, new string }{

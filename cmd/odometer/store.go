@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/eventlog"
+	"github.com/odometerhq/odometer/postgres"
 	"github.com/odometerhq/odometer/sqlite"
 )
 
@@ -77,3 +81,46 @@ func openStore(ctx context.Context, dir, eventLog string) (odometer.Store, error
 	meters.Close()
 	return nil, fmt.Errorf("unknown event log %q (want %s or %s)", eventLog, eventLogPebble, eventLogSQLite)
 }
+
+// openConfiguredStore opens PostgreSQL when --postgres is set, else the
+// embedded store under --data.
+func openConfiguredStore(ctx context.Context, cfg *serveConfig, log *slog.Logger) (odometer.Store, error) {
+	if cfg.Postgres == "" {
+		return openStore(ctx, cfg.Data, cfg.EventLog)
+	}
+	return postgres.Open(ctx, cfg.Postgres, postgres.Options{
+		MaxConns:  int32(cfg.PostgresMaxConns),
+		NoMigrate: cfg.NoMigrate,
+		Logger:    log,
+	})
+}
+
+// storeSummary describes the store for the log, without credentials.
+func storeSummary(cfg *serveConfig) string {
+	if cfg.Postgres == "" {
+		return fmt.Sprintf("embedded in %s (events in %s)", cfg.Data, cfg.EventLog)
+	}
+	return "postgres " + redactURL(cfg.Postgres)
+}
+
+// redactURL returns a PostgreSQL URL or keyword/value string without its
+// password, for logs and error messages.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	// keyword=value form: drop the password's value.
+	return passwordKV.ReplaceAllString(s, "${1}xxxxx")
+}
+
+var passwordKV = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"Meters/Namespaces", testMeterNamespaces},
 		{"Usage/ExactSum", testUsageExactSum},
 		{"Usage/Reaggregate", testUsageReaggregate},
+		{"Usage/Windows", testUsageWindows},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {

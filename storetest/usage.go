@@ -143,3 +143,66 @@ func testUsageReaggregate(t *testing.T, s odometer.Store) {
 		t.Errorf("SUM by subject and region (-want +got):\n%s", diff)
 	}
 }
+
+// testUsageWindows checks windows in time zones through the store: a DAY of
+// 23 hours where Europe/Berlin starts summer time, and Asia/Kolkata's
+// half-hour offset, each with events one minute either side of a local
+// midnight.
+func testUsageWindows(t *testing.T, s odometer.Store) {
+	at := func(v string) time.Time {
+		tm, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	mustAppend(t, s,
+		ev("ns", "src", "b1", "tokens", "berlin", at("2025-03-29T22:59:00Z"), `{"value":1.5}`),   // 29th 23:59 +01
+		ev("ns", "src", "b2", "tokens", "berlin", at("2025-03-29T23:00:00Z"), `{"value":2.25}`),  // 30th 00:00 +01
+		ev("ns", "src", "b3", "tokens", "berlin", at("2025-03-30T21:59:00Z"), `{"value":3}`),     // 30th 23:59 +02
+		ev("ns", "src", "b4", "tokens", "berlin", at("2025-03-30T22:00:00Z"), `{"value":4.125}`), // 31st 00:00 +02
+		ev("ns", "src", "k1", "tokens", "kolkata", at("2025-03-29T18:29:00Z"), `{"value":0.1}`),  // 29th 23:59 +05:30
+		ev("ns", "src", "k2", "tokens", "kolkata", at("2025-03-29T18:30:00Z"), `{"value":0.2}`),  // 30th 00:00 +05:30
+	)
+	mustCreate(t, s, sumMeter("ns", nil))
+	m, err := s.FindMeter(t.Context(), "ns", "tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := m.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows := func(zone, subject, from, to string) []string {
+		t.Helper()
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := odometer.UsageQuery{From: at(from), To: at(to), WindowSize: odometer.Day, TimeZone: loc, Subjects: []string{subject}}
+		res, err := odometer.QueryUsage(t.Context(), s, cm, q, q.To)
+		if err != nil {
+			t.Fatalf("QueryUsage(%s): %v", zone, err)
+		}
+		rows := []string{}
+		for _, r := range res.Data {
+			rows = append(rows, r.WindowStart.Format(time.RFC3339)+"/"+r.WindowEnd.Format(time.RFC3339)+"="+r.Value.String())
+		}
+		return rows
+	}
+	want := []string{
+		"2025-03-28T23:00:00Z/2025-03-29T23:00:00Z=1.5",
+		"2025-03-29T23:00:00Z/2025-03-30T22:00:00Z=5.25", // 23 hours
+		"2025-03-30T22:00:00Z/2025-03-31T22:00:00Z=4.125",
+	}
+	if diff := cmp.Diff(want, windows("Europe/Berlin", "berlin", "2025-03-28T23:00:00Z", "2025-03-31T22:00:00Z")); diff != "" {
+		t.Errorf("DAY windows in Europe/Berlin across the DST change (-want +got):\n%s", diff)
+	}
+	want = []string{
+		"2025-03-28T18:30:00Z/2025-03-29T18:30:00Z=0.1",
+		"2025-03-29T18:30:00Z/2025-03-30T18:30:00Z=0.2",
+	}
+	if diff := cmp.Diff(want, windows("Asia/Kolkata", "kolkata", "2025-03-28T18:30:00Z", "2025-03-30T18:30:00Z")); diff != "" {
+		t.Errorf("DAY windows in Asia/Kolkata (-want +got):\n%s", diff)
+	}
+}

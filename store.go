@@ -81,6 +81,7 @@ type MeterStore interface {
 type Store interface {
 	EventStore
 	MeterStore
+	CreditStore
 	// Ping checks that the database answers; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error

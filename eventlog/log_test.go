@@ -26,10 +26,11 @@ import (
 )
 
 // store is the embedded store as the server composes it: events in the
-// Pebble log, meters in SQLite.
+// Pebble log, meters and credits in SQLite.
 type store struct {
 	*eventlog.Log
 	odometer.MeterStore
+	odometer.CreditStore
 	meters *sqlite.Store
 }
 
@@ -47,7 +48,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		l := open(t, filepath.Join(dir, eventlog.DirName))
-		s := &store{Log: l, MeterStore: meters, meters: meters}
+		s := &store{Log: l, MeterStore: meters, CreditStore: meters, meters: meters}
 		t.Cleanup(func() { meters.Close() })
 		return s
 	})

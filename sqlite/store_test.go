@@ -80,8 +80,12 @@ func TestReopen(t *testing.T) {
 	if err := db.QueryRow("SELECT count(*) FROM schema_migrations").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 {
-		t.Errorf("schema_migrations has %d rows after three opens, want 1", n)
+	files, err := filepath.Glob(filepath.Join("migrations", "*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("migration files: %v, %v", files, err)
+	}
+	if n != len(files) {
+		t.Errorf("schema_migrations has %d rows after three opens, want %d (one per migration)", n, len(files))
 	}
 }
 
@@ -127,6 +131,10 @@ func TestQueryPlans(t *testing.T) {
 	tests := []struct{ query, index string }{
 		{`SELECT * FROM events WHERE namespace = 'n' AND type = 't' AND time >= 0 AND time < 9 AND subject = 's'`, "events_scan"},
 		{`SELECT * FROM events WHERE namespace = 'n' AND time >= 0 ORDER BY time DESC, seq DESC LIMIT 10`, "events_time"},
+		{`SELECT * FROM grants WHERE namespace = 'n' AND ledger_id = 'l' AND voided_at IS NULL AND effective_at >= 0
+			ORDER BY effective_at, created_at, id`, "grants_ledger"},
+		{`SELECT max(effective_at) FROM resets WHERE namespace = 'n' AND ledger_id = 'l'`, "resets_ledger"},
+		{`SELECT * FROM resets WHERE namespace = 'n' AND ledger_id = 'l' ORDER BY effective_at`, "resets_ledger"},
 	}
 	for _, tt := range tests {
 		rows, err := db.Query("EXPLAIN QUERY PLAN " + tt.query)

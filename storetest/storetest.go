@@ -52,6 +52,17 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"Usage/ExactSum", testUsageExactSum},
 		{"Usage/Reaggregate", testUsageReaggregate},
 		{"Usage/Windows", testUsageWindows},
+		{"Credits/Features", testFeatures},
+		{"Credits/FeatureDelete", testFeatureDelete},
+		{"Credits/Ledgers", testLedgers},
+		{"Credits/LedgerList", testLedgerList},
+		{"Credits/Grants", testGrants},
+		{"Credits/GrantList", testGrantList},
+		{"Credits/Void", testVoid},
+		{"Credits/Resets", testResets},
+		{"Credits/ResetAtomic", testResetAtomic},
+		{"Credits/Namespaces", testCreditNamespaces},
+		{"Credits/Concurrent", testCreditsConcurrent},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {

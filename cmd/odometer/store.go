@@ -22,12 +22,13 @@ const (
 	eventLogSQLite = "sqlite" // events in <data>/odometer.db with everything else
 )
 
-// splitStore keeps events in the Pebble log and everything else in SQLite.
-// Events and meters are never written together, so no transaction needs to
-// span the two.
+// splitStore keeps events in the Pebble log and everything else (meters,
+// credits) in SQLite. Events and the rest are never written together, so no
+// transaction needs to span the two.
 type splitStore struct {
 	odometer.EventStore
 	odometer.MeterStore
+	odometer.CreditStore
 	events *eventlog.Log
 	meters *sqlite.Store
 }
@@ -76,7 +77,7 @@ func openStore(ctx context.Context, dir, eventLog string) (odometer.Store, error
 			meters.Close()
 			return nil, err
 		}
-		return &splitStore{EventStore: events, MeterStore: meters, events: events, meters: meters}, nil
+		return &splitStore{EventStore: events, MeterStore: meters, CreditStore: meters, events: events, meters: meters}, nil
 	}
 	meters.Close()
 	return nil, fmt.Errorf("unknown event log %q (want %s or %s)", eventLog, eventLogPebble, eventLogSQLite)

@@ -1,7 +1,9 @@
 // Package api serves Odometer's HTTP API: event ingestion and listing,
 // meters and usage queries, wire-compatible with OpenMeter's v1 API so that
-// OpenMeter's SDKs work unchanged, plus health checks, Prometheus metrics and
-// the OpenAPI document.
+// OpenMeter's SDKs work unchanged; prepaid credits (features, ledgers,
+// grants, balances, history, resets, access checks) on top of
+// ledger.Service; health checks, Prometheus metrics and the OpenAPI
+// document.
 //
 // Every handler has the form func(w, r) error; one adapter (see errors.go)
 // logs and renders the errors they return as RFC 9457 problem documents, and
@@ -23,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/ledger"
 )
 
 // Ingester commits events durably. ingest.Batcher implements it.
@@ -36,7 +39,7 @@ type Ingester interface {
 
 // Config configures NewHandler.
 type Config struct {
-	// Store holds meters and events (required).
+	// Store holds meters, events and credit records (required).
 	Store odometer.Store
 	// Ingester commits ingested events (required).
 	Ingester Ingester
@@ -77,6 +80,7 @@ type handler struct {
 	now      func() time.Time
 	metrics  *metrics
 	meters   *meterCache
+	credits  *ledger.Service
 	mux      *http.ServeMux
 
 	promHandler http.Handler // serves registry
@@ -122,6 +126,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.metrics = m
 	h.promHandler = promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{h}})
 	h.meters = newMeterCache(cfg.Store, h.log)
+	h.credits = ledger.New(cfg.Store, h.now)
 	h.routes()
 	return h, nil
 }

@@ -91,6 +91,14 @@ func TestOpenAPI(t *testing.T) {
 		"GET /api/v1/meters/{meterIdOrSlug}", "PUT /api/v1/meters/{meterIdOrSlug}", "DELETE /api/v1/meters/{meterIdOrSlug}",
 		"GET /api/v1/meters/{meterIdOrSlug}/query", "POST /api/v1/meters/{meterIdOrSlug}/query",
 		"GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values",
+		"POST /api/v1/features", "GET /api/v1/features",
+		"GET /api/v1/features/{featureIdOrKey}", "DELETE /api/v1/features/{featureIdOrKey}",
+		"POST /api/v1/features/{featureId}/archive",
+		"POST /api/v1/ledgers", "GET /api/v1/ledgers", "GET /api/v1/ledgers/{ledgerId}",
+		"POST /api/v1/ledgers/{ledgerId}/grants", "GET /api/v1/ledgers/{ledgerId}/grants",
+		"GET /api/v1/ledgers/{ledgerId}/grants/{grantId}", "POST /api/v1/ledgers/{ledgerId}/grants/{grantId}/void",
+		"GET /api/v1/ledgers/{ledgerId}/balance", "GET /api/v1/ledgers/{ledgerId}/history",
+		"POST /api/v1/ledgers/{ledgerId}/reset", "GET /api/v1/ledgers/{ledgerId}/access",
 		"GET /api/v1/openapi.yaml", "GET /healthz", "GET /readyz", "GET /metrics",
 	} {
 		method, path, _ := strings.Cut(route, " ")

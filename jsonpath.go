@@ -280,21 +280,14 @@ func member(data []byte, i int, name string) (start int, ok bool) {
 		if string(data[k:end]) == name {
 			return i, true
 		}
-		if i = skipValue(data, i); i < 0 {
+		next, last, ok := afterValue(data, i, '}')
+		switch {
+		case !ok:
 			return 0, false
-		}
-		i = skipSpace(data, i)
-		if i >= len(data) {
-			return 0, false
-		}
-		switch data[i] {
-		case '}':
+		case last:
 			return -1, true
-		case ',':
-			i = skipSpace(data, i+1)
-		default:
-			return 0, false
 		}
+		i = next
 	}
 	return 0, false
 }
@@ -310,23 +303,36 @@ func arrayElem(data []byte, i, n int) (start int, ok bool) {
 		if e == n {
 			return i, true
 		}
-		if i = skipValue(data, i); i < 0 {
+		next, last, ok := afterValue(data, i, ']')
+		switch {
+		case !ok:
 			return 0, false
-		}
-		i = skipSpace(data, i)
-		if i >= len(data) {
-			return 0, false
-		}
-		switch data[i] {
-		case ']':
+		case last:
 			return -1, true
-		case ',':
-			i = skipSpace(data, i+1)
-		default:
-			return 0, false
 		}
+		i = next
 	}
 	return 0, false
+}
+
+// afterValue skips the value at data[i] and what follows it in its object
+// or array: it returns the start of the next member or element, or
+// last=true at the closing bracket, and ok=false if data is not valid JSON
+// there.
+func afterValue(data []byte, i int, closer byte) (next int, last, ok bool) {
+	if i = skipValue(data, i); i < 0 {
+		return 0, false, false
+	}
+	i = skipSpace(data, i)
+	switch {
+	case i >= len(data):
+		return 0, false, false
+	case data[i] == closer:
+		return 0, true, true
+	case data[i] == ',':
+		return skipSpace(data, i+1), false, true
+	}
+	return 0, false, false
 }
 
 func skipSpace(data []byte, i int) int {

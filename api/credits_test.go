@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/postgres"
+	"github.com/odometerhq/odometer/postgres/pgtest"
 )
 
 // clock is a test clock that the tests move; the server reads it through
@@ -179,11 +181,15 @@ type credits struct {
 	events int
 }
 
-func newCredits(t *testing.T, now string) *credits {
+func newCredits(t *testing.T, now string, store ...func(testing.TB) func(*api.Config)) *credits {
 	t.Helper()
 	clk := &clock{}
 	clk.set(now)
-	e := newEnv(t, func(c *api.Config) { c.Now = clk.Now })
+	opts := []func(*api.Config){func(c *api.Config) { c.Now = clk.Now }}
+	for _, s := range store {
+		opts = append(opts, s(t))
+	}
+	e := newEnv(t, opts...)
 	e.ok(201, "POST", "/api/v1/meters", `{"slug":"tokens","aggregation":"SUM","eventType":"prompt",
 		"valueProperty":"$.tokens","groupBy":{"model":"$.model"}}`, nil)
 	e.ok(201, "POST", "/api/v1/features", `{"key":"ai","meterSlug":"tokens"}`, nil)
@@ -623,13 +629,35 @@ func TestBalanceHistoryAccessErrors(t *testing.T) {
 // The worked scenarios of docs/credits.md through the API: usage is
 // ingested as events, grants are created over HTTP, and balances and
 // history are read back.
+// TestCreditScenarios runs the worked scenarios of docs/credits.md through
+// the API on SQLite; TestCreditScenariosPostgres on PostgreSQL.
 func TestCreditScenarios(t *testing.T) {
 	t.Parallel()
+	creditScenarios(t)
+}
+
+func TestCreditScenariosPostgres(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t)
+	creditScenarios(t, onPostgres)
+}
+
+// onPostgres makes the API's store a PostgreSQL database of the test's own.
+func onPostgres(t testing.TB) func(*api.Config) {
+	s, err := postgres.Open(t.Context(), pgtest.NewDatabase(t), postgres.Options{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return func(c *api.Config) { c.Store, c.Ingester = s, storeIngester{s} }
+}
+
+func creditScenarios(t *testing.T, store ...func(testing.TB) func(*api.Config)) {
 	now := "2025-06-01 00:00"
 
 	t.Run("1 priority", func(t *testing.T) {
 		t.Parallel()
-		c := newCredits(t, now)
+		c := newCredits(t, now, store...)
 		l := c.ledger("s", "")
 		c.grant(l, "a", grantJSON("100", p0, `,"priority":2`))
 		c.grant(l, "b", grantJSON("50", p0, `,"priority":1`))
@@ -639,7 +667,7 @@ func TestCreditScenarios(t *testing.T) {
 
 	t.Run("2 expiry tie-break", func(t *testing.T) {
 		t.Parallel()
-		c := newCredits(t, now)
+		c := newCredits(t, now, store...)
 		l := c.ledger("s", "")
 		c.grant(l, "a", grantJSON("100", p0, `,"expiration":{"count":31,"duration":"DAY"}`)) // Feb 1
 		c.grant(l, "b", grantJSON("100", p0, `,"expiration":{"count":2,"duration":"WEEK"}`)) // Jan 15
@@ -660,7 +688,7 @@ func TestCreditScenarios(t *testing.T) {
 
 	t.Run("3 exact exhaustion", func(t *testing.T) {
 		t.Parallel()
-		c := newCredits(t, now)
+		c := newCredits(t, now, store...)
 		l := c.ledger("s", "")
 		c.grant(l, "a", grantJSON("100", p0, ""))
 		c.use("s", "2025-01-01 10:00", "100")
@@ -683,7 +711,7 @@ func TestCreditScenarios(t *testing.T) {
 
 	t.Run("4 overage repaid by a grant that becomes active later", func(t *testing.T) {
 		t.Parallel()
-		c := newCredits(t, now)
+		c := newCredits(t, now, store...)
 		// Without a reset, the first period starts when the ledger was
 		// created, or at an earlier grant: a ledger created (back-dated
 		// grant aside) after the usage of Jan 1 does not count it.
@@ -723,7 +751,7 @@ func TestCreditScenarios(t *testing.T) {
 
 	t.Run("5 void in mid-period", func(t *testing.T) {
 		t.Parallel()
-		c := newCredits(t, now)
+		c := newCredits(t, now, store...)
 		l := c.ledger("s", "")
 		a := c.grant(l, "a", grantJSON("100", p0, `,"priority":1`))
 		c.grant(l, "b", grantJSON("100", p0, `,"priority":2`))
@@ -751,7 +779,7 @@ func TestCreditScenarios(t *testing.T) {
 
 	t.Run("6 monthly recurrence from a month-end anchor", func(t *testing.T) {
 		t.Parallel()
-		c := newCredits(t, now)
+		c := newCredits(t, now, store...)
 		l := c.ledger("s", "")
 		c.grant(l, "a", grantJSON("100", "2025-01-31 00:00", `,"recurrence":{"interval":"MONTH"}`))
 		c.use("s", "2025-02-10 00:00", "80")
@@ -828,7 +856,7 @@ func TestCreditScenarios(t *testing.T) {
 
 	t.Run("8 balance as of a past time", func(t *testing.T) {
 		t.Parallel()
-		c := newCredits(t, now)
+		c := newCredits(t, now, store...)
 		l := c.ledger("s", "")
 		c.grant(l, "a", grantJSON("100", p0, ""))
 		c.use("s", "2025-01-02 10:00", "10")
@@ -866,12 +894,23 @@ func TestCreditScenarios(t *testing.T) {
 	})
 }
 
-// A ledger with a monthly schedule anchored months before its creation in
-// Europe/Berlin: the resets after its creation are made when the ledger is
-// next used, at local midnight (22:00 or 23:00 UTC), once.
+// TestAutomaticResets: a ledger with a monthly schedule anchored months
+// before its creation in Europe/Berlin: the resets after its creation are
+// made when the ledger is next used, at local midnight (22:00 or 23:00 UTC),
+// once. TestAutomaticResetsPostgres runs it on PostgreSQL.
 func TestAutomaticResets(t *testing.T) {
 	t.Parallel()
-	c := newCredits(t, "2025-01-15 10:00")
+	automaticResets(t)
+}
+
+func TestAutomaticResetsPostgres(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t)
+	automaticResets(t, onPostgres)
+}
+
+func automaticResets(t *testing.T, store ...func(testing.TB) func(*api.Config)) {
+	c := newCredits(t, "2025-01-15 10:00", store...)
 	schedule := `,"resetSchedule":{"interval":"MONTH","anchor":"2024-11-01T00:00:00+01:00","timeZone":"Europe/Berlin"}`
 	l := c.ledger("auto", schedule)
 	c.grant(l, "a", grantJSON("100", p0, `,"rollover":{"type":"ORIGINAL_AMOUNT"}`))

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,4 +131,121 @@ func BenchmarkAccess(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAccessManyLedgers measures access checks per second across
+// 10,000 ledgers × 5 features (one grant each, a day of usage per
+// subject), from concurrent callers as an API under load would serve them.
+// Building the store takes about a minute: every grant is its own durable
+// transaction.
+func BenchmarkAccessManyLedgers(b *testing.B) {
+	fx, err := manyLedgers()
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc, ids, ctx := fx.svc, fx.ids, context.Background()
+	const features = manyFeatures
+	ledgers := int64(len(ids))
+	b.ResetTimer()
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if _, err := svc.Access(ctx, "default", ids[(i*7919)%ledgers], fmt.Sprint("f", i%features), false); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+}
+
+const manyFeatures = 5
+
+// manyLedgersFixture is the store of BenchmarkAccessManyLedgers, built once
+// per test binary: the benchmark function runs several times with growing
+// b.N, and the store takes a minute to build. TestMain removes it.
+type manyLedgersFixture struct {
+	svc   *Service
+	ids   []string
+	store *embedded
+	dir   string
+}
+
+var manyLedgers = sync.OnceValues(func() (*manyLedgersFixture, error) {
+	const ledgers, features = 10_000, manyFeatures
+	dir, err := os.MkdirTemp("", "odometer-ledger-bench-")
+	if err != nil {
+		return nil, err
+	}
+	meters, err := sqlite.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	log, err := eventlog.Open(filepath.Join(dir, eventlog.DirName))
+	if err != nil {
+		return nil, err
+	}
+	store := &embedded{Log: log, Store: meters}
+	fx := &manyLedgersFixture{store: store, dir: dir, ids: make([]string, ledgers)}
+	fixtures = append(fixtures, fx)
+	ctx := context.Background()
+	start := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	now := start.Add(24 * time.Hour)
+	fx.svc = New(store, func() time.Time { return now })
+	m := &odometer.Meter{ID: odometer.NewID(start), Namespace: "default", Slug: "tokens", Name: "tokens",
+		Aggregation: odometer.Sum, EventType: "prompt", ValueProperty: "$.tokens",
+		GroupBy: map[string]string{"model": "$.model"}, CreatedAt: start, UpdatedAt: start}
+	if err := store.CreateMeter(ctx, m); err != nil {
+		return nil, err
+	}
+	for f := range features {
+		in := FeatureInput{Key: fmt.Sprint("f", f), Meter: "tokens", MeterGroupByFilters: map[string]string{"model": fmt.Sprint("m", f)}}
+		if _, err := fx.svc.CreateFeature(ctx, "default", in); err != nil {
+			return nil, err
+		}
+	}
+	var batch []odometer.Event
+	for i := range ledgers {
+		subject := fmt.Sprint("customer-", i)
+		l, err := fx.svc.CreateLedger(ctx, "default", LedgerInput{Subject: subject})
+		if err != nil {
+			return nil, err
+		}
+		fx.ids[i] = l.ID
+		for f := range features {
+			if _, err := fx.svc.CreateGrant(ctx, "default", l.ID, GrantInput{Feature: fmt.Sprint("f", f),
+				Amount: odometer.MustDecimal("1000"), EffectiveAt: start}); err != nil {
+				return nil, err
+			}
+		}
+		for e := range 10 {
+			t := start.Add(time.Duration(e*137+i%60) * time.Minute)
+			batch = append(batch, odometer.Event{Namespace: "default", ID: fmt.Sprint(i, "-", e), Source: "bench",
+				SpecVersion: "1.0", Type: "prompt", Subject: subject, Time: t, IngestedAt: t,
+				Data: []byte(fmt.Sprintf(`{"model":"m%d","tokens":%d}`, e%features, 1+e))})
+		}
+		if len(batch) >= 1000 {
+			if _, err := store.AppendEvents(ctx, batch); err != nil {
+				return nil, err
+			}
+			batch = batch[:0]
+		}
+	}
+	if _, err := store.AppendEvents(ctx, batch); err != nil {
+		return nil, err
+	}
+	return fx, nil
+})
+
+// fixtures are the stores built once per test binary, removed by TestMain.
+var fixtures []*manyLedgersFixture
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, fx := range fixtures {
+		fx.store.Close()
+		os.RemoveAll(fx.dir)
+	}
+	os.Exit(code)
 }

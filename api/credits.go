@@ -43,7 +43,8 @@ func (h *handler) createFeature(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Key                 string          `json:"key"`
 		Name                string          `json:"name"`
-		MeterSlug           string          `json:"meterSlug"`
+		Meter               string          `json:"meter"`     // slug or id
+		MeterSlug           string          `json:"meterSlug"` // OpenMeter's name for it
 		MeterGroupByFilters json.RawMessage `json:"meterGroupByFilters"`
 		Metadata            json.RawMessage `json:"metadata"`
 	}
@@ -51,8 +52,16 @@ func (h *handler) createFeature(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var fields []odometer.FieldError
+	meter := in.Meter
+	switch {
+	case meter == "":
+		meter = in.MeterSlug
+	case in.MeterSlug != "" && in.MeterSlug != in.Meter:
+		fields = append(fields, odometer.FieldError{Index: -1, Field: "meterSlug",
+			Reason: fmt.Sprintf("names meter %q but meter names %q; give one of them", in.MeterSlug, in.Meter)})
+	}
 	fin := ledger.FeatureInput{
-		Key: in.Key, Name: in.Name, Meter: in.MeterSlug,
+		Key: in.Key, Name: in.Name, Meter: meter,
 		MeterGroupByFilters: decodeMap[string](in.MeterGroupByFilters, "meterGroupByFilters", "a string", &fields),
 		Metadata:            decodeMap[string](in.Metadata, "metadata", "a string", &fields),
 	}

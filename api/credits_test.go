@@ -337,15 +337,17 @@ func TestFeaturesAPI(t *testing.T) {
 	var calls featureDoc
 	var m meterDoc
 	c.ok(200, "GET", "/api/v1/meters/calls", nil, &m)
-	c.ok(201, "POST", "/api/v1/features", `{"key":"calls","meterSlug":"`+m.ID+`"}`, &calls)
+	c.ok(201, "POST", "/api/v1/features", `{"key":"calls","meter":"`+m.ID+`"}`, &calls)
 	if calls.Name != "calls" || calls.MeterSlug != "calls" {
 		t.Fatalf("COUNT feature %+v", calls)
 	}
 
 	// Field errors name each field.
-	wantFields(t, c.problem(400, "POST", "/api/v1/features", `{"key":"bad key","meterSlug":"nope"}`), "key", "meterSlug")
-	p := c.problem(400, "POST", "/api/v1/features", `{"key":"lat","meterSlug":"latency"}`)
-	wantFields(t, p, "meterSlug")
+	wantFields(t, c.problem(400, "POST", "/api/v1/features", `{"key":"bad key","meter":"nope"}`), "key", "meter")
+	wantFields(t, c.problem(400, "POST", "/api/v1/features", `{"key":"k"}`), "meter")
+	wantFields(t, c.problem(400, "POST", "/api/v1/features", `{"key":"k","meter":"tokens","meterSlug":"latency"}`), "meterSlug")
+	p := c.problem(400, "POST", "/api/v1/features", `{"key":"lat","meter":"latency"}`)
+	wantFields(t, p, "meter")
 	if !strings.Contains(p.Errors[0].Reason, "SUM or COUNT") {
 		t.Errorf("AVG meter: %q", p.Errors[0].Reason)
 	}

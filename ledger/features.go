@@ -44,18 +44,18 @@ func (s *Service) CreateFeature(ctx context.Context, ns string, in FeatureInput)
 	}
 	var meter *odometer.Meter
 	if in.Meter == "" {
-		fe.add("meterSlug", "required: the slug of a SUM or COUNT meter")
+		fe.add("meter", "required: the slug or id of a SUM or COUNT meter")
 	} else {
 		m, err := s.store.FindMeter(ctx, ns, in.Meter)
 		switch {
 		case odometer.ErrorCode(err) == odometer.ENOTFOUND:
-			fe.add("meterSlug", "no meter %q", in.Meter)
+			fe.add("meter", "no meter %q", in.Meter)
 		case err != nil:
 			return nil, fmt.Errorf("find meter %q: %w", in.Meter, err)
 		case m.Aggregation != odometer.Sum && m.Aggregation != odometer.Count:
 			// Burning credits needs usage that adds up: the usage of two
 			// adjacent ranges must be the sum of theirs.
-			fe.add("meterSlug", "meter %q aggregates with %s; a feature needs a SUM or COUNT meter", m.Slug, m.Aggregation)
+			fe.add("meter", "meter %q aggregates with %s; a feature needs a SUM or COUNT meter", m.Slug, m.Aggregation)
 		default:
 			meter = m
 		}

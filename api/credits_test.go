@@ -418,6 +418,20 @@ func TestFeaturesAPI(t *testing.T) {
 	var again featureDoc
 	c.ok(201, "POST", "/api/v1/features", `{"key":"gpt4","meterSlug":"tokens"}`, &again)
 	c.ok(204, "DELETE", "/api/v1/features/gpt4", nil, nil)
+
+	// A meter that features use cannot be deleted, nor lose a group-by key
+	// that a feature (archived ones too) filters on; other changes are fine.
+	p = c.problem(409, "DELETE", "/api/v1/meters/calls", nil)
+	if !strings.Contains(p.Detail, `"calls"`) {
+		t.Errorf("delete a meter in use: %q", p.Detail)
+	}
+	p = c.problem(409, "PUT", "/api/v1/meters/tokens", `{"name":"t","groupBy":{"region":"$.region"}}`)
+	if !strings.Contains(p.Detail, `"gpt4" (filters on "model")`) {
+		t.Errorf("drop a group-by key in use: %q", p.Detail)
+	}
+	c.ok(200, "PUT", "/api/v1/meters/tokens", `{"name":"t","groupBy":{"model":"$.model","region":"$.region"}}`, nil)
+	c.ok(204, "DELETE", "/api/v1/features/calls", nil, nil)
+	c.ok(204, "DELETE", "/api/v1/meters/calls", nil, nil)
 	c.problem(404, "GET", "/api/v1/features/"+again.ID, nil)
 	c.problem(404, "DELETE", "/api/v1/features/gpt4", nil)
 }

@@ -250,6 +250,9 @@ func (h *handler) updateMeter(w http.ResponseWriter, r *http.Request) error {
 	if err := validate(&m, fields); err != nil {
 		return err
 	}
+	if err := h.credits.CheckMeterChange(r.Context(), ns, cur, m.GroupBy, false); err != nil {
+		return err
+	}
 	if err := h.store.UpdateMeter(r.Context(), &m); err != nil {
 		return fmt.Errorf("update meter %q: %w", m.Slug, err)
 	}
@@ -263,6 +266,9 @@ func (h *handler) deleteMeter(w http.ResponseWriter, r *http.Request) error {
 	ns := namespace(r)
 	m, err := h.findMeter(r)
 	if err != nil {
+		return err
+	}
+	if err := h.credits.CheckMeterChange(r.Context(), ns, m, nil, true); err != nil {
 		return err
 	}
 	if err := h.store.DeleteMeter(r.Context(), ns, m.ID, h.clock()); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/odometerhq/odometer"
@@ -139,6 +140,41 @@ func (s *Service) DeleteFeature(ctx context.Context, ns, idOrKey string) error {
 	}
 	if err := s.store.DeleteFeature(ctx, ns, f.ID); err != nil {
 		return fmt.Errorf("delete feature %q: %w", f.Key, err)
+	}
+	return nil
+}
+
+// CheckMeterChange refuses a change of a meter that would break the
+// features metered by it (archived ones too: their grants keep burning):
+// deleting the meter, or a groupBy (newGroupBy) that
+// drops a key a feature filters on. ECONFLICT names the features. The check
+// reads the features at the time of the change; it is not one transaction
+// with it, so a feature created at the same instant can slip through.
+func (s *Service) CheckMeterChange(ctx context.Context, ns string, m *odometer.Meter, newGroupBy map[string]string, deleting bool) error {
+	fs, err := s.store.ListFeatures(ctx, ns, true)
+	if err != nil {
+		return fmt.Errorf("check the features of meter %q: %w", m.Slug, err)
+	}
+	var users, broken []string
+	for _, f := range fs {
+		if f.MeterSlug != m.Slug {
+			continue
+		}
+		users = append(users, strconv.Quote(f.Key))
+		for _, k := range slices.Sorted(maps.Keys(f.MeterGroupByFilters)) {
+			if _, ok := newGroupBy[k]; !ok {
+				broken = append(broken, fmt.Sprintf("%q (filters on %q)", f.Key, k))
+				break
+			}
+		}
+	}
+	switch {
+	case deleting && len(users) > 0:
+		return odometer.Errorf(odometer.ECONFLICT, "meter %q meters the features %s; delete them first (a feature with grants cannot be deleted)",
+			m.Slug, strings.Join(users, ", "))
+	case !deleting && len(broken) > 0:
+		return odometer.Errorf(odometer.ECONFLICT, "meter %q: the new groupBy drops a key that features filter on: %s",
+			m.Slug, strings.Join(broken, ", "))
 	}
 	return nil
 }

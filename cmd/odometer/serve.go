@@ -19,6 +19,7 @@ import (
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
 	"github.com/odometerhq/odometer/ingest"
+	"github.com/odometerhq/odometer/ledger"
 )
 
 // serveConfig is what serve runs with, resolved from the command line, the
@@ -286,7 +287,7 @@ func newLogger(e *env, cfg *serveConfig) *slog.Logger {
 // value property and eventFrom) cannot change under the same slug, as in the
 // API, so a difference there is an error. Meters absent from the config are left
 // alone.
-func syncMeters(ctx context.Context, store odometer.MeterStore, defs []*odometer.Meter, now time.Time, log *slog.Logger) error {
+func syncMeters(ctx context.Context, store odometer.Store, defs []*odometer.Meter, now time.Time, log *slog.Logger) error {
 	now = now.UTC().Truncate(odometer.TimePrecision)
 	for _, def := range defs {
 		m := *def
@@ -329,6 +330,11 @@ func syncMeters(ctx context.Context, store odometer.MeterStore, defs []*odometer
 		upd.Name, upd.Description = m.Name, m.Description
 		upd.GroupBy, upd.Filters = m.GroupBy, m.Filters
 		upd.UpdatedAt = now
+		// As through the API: features metered by it must keep their
+		// group-by keys.
+		if err := ledger.New(store, func() time.Time { return now }).CheckMeterChange(ctx, m.Namespace, old, upd.GroupBy, false); err != nil {
+			return err
+		}
 		if err := store.UpdateMeter(ctx, &upd); err != nil {
 			return fmt.Errorf("update meter %q: %w", m.Slug, err)
 		}

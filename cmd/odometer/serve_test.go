@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/ledger"
 	"github.com/odometerhq/odometer/sqlite"
 )
 
@@ -127,5 +128,16 @@ meters:
 	}
 	if got, _ := store.FindMeter(ctx, "default", "tokens"); got.EventType != "prompt" || got.Aggregation != odometer.Sum || got.ValueProperty != "$.tokens" {
 		t.Errorf("a refused change was stored: %+v", got)
+	}
+
+	// A group-by key that a feature filters on cannot be dropped.
+	svc := ledger.New(store, func() time.Time { return t3 })
+	if _, err := svc.CreateFeature(ctx, "default", ledger.FeatureInput{Key: "eu", Meter: "tokens",
+		MeterGroupByFilters: map[string]string{"region": "eu"}}); err != nil {
+		t.Fatal(err)
+	}
+	err = syncMeters(ctx, store, mustParseConfig(t, "meters: [{slug: tokens, eventType: prompt, aggregation: SUM, valueProperty: $.tokens, groupBy: {model: $.model}}]"), t3, log)
+	if odometer.ErrorCode(err) != odometer.ECONFLICT || !strings.Contains(err.Error(), `"eu" (filters on "region")`) {
+		t.Errorf("dropping a group-by key a feature filters on: %v", err)
 	}
 }

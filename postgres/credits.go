@@ -784,32 +784,7 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(ctx context.Context
 	if s.closed.Load() {
 		return fmt.Errorf("%s: %w", op, errClosed)
 	}
-	err := s.retry(ctx, op, func(ctx context.Context) error {
-		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			// A no-op after Commit. Not ctx: a rollback cut short by a
-			// cancelled context would cost the pool its connection.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = tx.Rollback(ctx)
-		}()
-		if err := fn(ctx, tx); err != nil {
-			return err
-		}
-		// Nothing is committed yet: a caller that gave up gets nothing.
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
-		defer cancel()
-		if err := tx.Commit(commitCtx); err != nil {
-			return commitError(err)
-		}
-		return nil
-	})
+	err := s.retry(ctx, op, func(ctx context.Context) error { return s.attemptTx(ctx, fn) })
 	var unknown *commitUnknownError
 	if errors.As(err, &unknown) {
 		return fmt.Errorf("%w: %w", odometer.Errorf(odometer.EUNAVAILABLE,

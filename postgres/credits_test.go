@@ -61,24 +61,7 @@ func TestCreditCommitFailures(t *testing.T) {
 			if _, err := conn.Exec(t.Context(), tt.trigger); err != nil {
 				t.Fatalf("trigger: %v", err)
 			}
-			killerDone := make(chan struct{})
-			if !tt.kill {
-				close(killerDone)
-			} else {
-				killer := rawConn(t, url)
-				go func() {
-					defer close(killerDone)
-					for t.Context().Err() == nil {
-						var n int
-						err := killer.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-							WHERE datname = current_database() AND wait_event = 'PgSleep'`).Scan(&n)
-						if err != nil || n > 0 {
-							return
-						}
-						time.Sleep(10 * time.Millisecond)
-					}
-				}()
-			}
+			killerDone := killSleeper(t, url, tt.kill)
 			g := &odometer.Grant{ID: "G1", Namespace: "ns", LedgerID: "L1", FeatureID: "F1",
 				Amount: odometer.DecimalFromInt(10), Priority: 1, EffectiveAt: at, CreatedAt: at}
 			err := s.CreateGrant(t.Context(), g)

@@ -187,47 +187,56 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 		for _, i := range b.rows {
 			b.out[i] = odometer.Duplicate // until the insert returns the row
 		}
-		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			// A no-op after Commit. Not ctx: a rollback cut short by a
-			// cancelled context would cost the pool its connection.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = tx.Rollback(ctx)
-		}()
-
-		rows, err := tx.Query(ctx, insertEventsSQL, b.args...)
-		if err != nil {
-			return err
-		}
-		var key []byte
-		for rows.Next() {
-			v := rows.RawValues()
-			key = append(append(append(append(append(key[:0], v[0]...), 0), v[1]...), 0), v[2]...)
-			i, ok := b.first[string(key)]
-			if !ok {
-				rows.Close()
-				return &noRetryError{fmt.Errorf("the insert returned identity %q, which the call does not hold", key)}
+		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, insertEventsSQL, b.args...)
+			if err != nil {
+				return err
 			}
-			b.out[i] = odometer.Accepted
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		// Nothing is committed yet: a caller that gave up gets nothing.
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
-		defer cancel()
-		if err := tx.Commit(commitCtx); err != nil {
-			return commitError(err)
-		}
-		return nil
+			var key []byte
+			for rows.Next() {
+				v := rows.RawValues()
+				key = append(append(append(append(append(key[:0], v[0]...), 0), v[1]...), 0), v[2]...)
+				i, ok := b.first[string(key)]
+				if !ok {
+					rows.Close()
+					return &noRetryError{fmt.Errorf("the insert returned identity %q, which the call does not hold", key)}
+				}
+				b.out[i] = odometer.Accepted
+			}
+			return rows.Err()
+		})
 	}
+}
+
+// attemptTx is one attempt at a transaction, for Store.retry: it runs fn
+// in a new transaction and commits it. A failure before COMMIT leaves
+// nothing behind; a failure of COMMIT is classified by commitError.
+func (s *Store) attemptTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A no-op after Commit. Not ctx: a rollback cut short by a
+		// cancelled context would cost the pool its connection.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(ctx)
+	}()
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	// Nothing is committed yet: a caller that gave up gets nothing.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// The wait for COMMIT's answer does not end with ctx (see commitWait).
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
+	defer cancel()
+	if err := tx.Commit(commitCtx); err != nil {
+		return commitError(err)
+	}
+	return nil
 }
 
 // ListEvents returns the events matching f, newest event time first and,

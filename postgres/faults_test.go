@@ -344,24 +344,7 @@ func TestCommitFailures(t *testing.T) {
 			if _, err := conn.Exec(t.Context(), tt.trigger); err != nil {
 				t.Fatalf("trigger: %v", err)
 			}
-			killerDone := make(chan struct{})
-			if !tt.kill {
-				close(killerDone)
-			} else {
-				killer := rawConn(t, url)
-				go func() {
-					defer close(killerDone)
-					for t.Context().Err() == nil {
-						var n int
-						err := killer.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-							WHERE datname = current_database() AND wait_event = 'PgSleep'`).Scan(&n)
-						if err != nil || n > 0 {
-							return
-						}
-						time.Sleep(10 * time.Millisecond)
-					}
-				}()
-			}
+			killerDone := killSleeper(t, url, tt.kill)
 			e := event("ns", "src", "e1")
 			start := time.Now()
 			out, err := s.AppendEvents(t.Context(), []odometer.Event{e})
@@ -460,4 +443,29 @@ func TestOutage(t *testing.T) {
 	if logs.count(retryRecord) == 0 {
 		t.Error("no retry logged during the outage")
 	}
+}
+
+// killSleeper, when kill is set, terminates the first session of url's
+// database that waits in pg_sleep (a trigger's stand-in for a slow COMMIT),
+// from a connection of its own. The channel is closed when it is done.
+func killSleeper(t *testing.T, url string, kill bool) <-chan struct{} {
+	done := make(chan struct{})
+	if !kill {
+		close(done)
+		return done
+	}
+	killer := rawConn(t, url)
+	go func() {
+		defer close(done)
+		for t.Context().Err() == nil {
+			var n int
+			err := killer.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event = 'PgSleep'`).Scan(&n)
+			if err != nil || n > 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return done
 }

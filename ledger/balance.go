@@ -111,7 +111,7 @@ func (s *Service) Access(ctx context.Context, ns, ledgerID, featureIDOrKey strin
 	if !ok {
 		return res, nil
 	}
-	f, err := b.feature(ctx, ft.ID)
+	f, err := b.addFeature(ctx, ft)
 	if err != nil {
 		return nil, err
 	}

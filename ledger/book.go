@@ -174,6 +174,15 @@ func (b *book) feature(ctx context.Context, id string) (*feature, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find feature %q of ledger %q: %w", id, b.ledger.ID, err)
 	}
+	return b.addFeature(ctx, f)
+}
+
+// addFeature makes f, already read, the book's feature of its id, with its
+// usage function: a caller that has read the feature saves a query.
+func (b *book) addFeature(ctx context.Context, f *odometer.Feature) (*feature, error) {
+	if ff := b.features[f.ID]; ff != nil {
+		return ff, nil
+	}
 	if f.Namespace == "" {
 		f.Namespace = b.ns
 	}
@@ -182,7 +191,7 @@ func (b *book) feature(ctx context.Context, id string) (*feature, error) {
 		return nil, err
 	}
 	ff := &feature{Feature: f, usage: u}
-	b.features[id] = ff
+	b.features[f.ID] = ff
 	return ff, nil
 }
 

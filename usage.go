@@ -30,6 +30,23 @@ func ParseWindowSize(s string) (WindowSize, error) {
 	return "", fmt.Errorf("must be MINUTE, HOUR, DAY or MONTH; got %q", s)
 }
 
+// LoadTimeZone resolves an IANA time zone name; "" is UTC. "Local" is
+// refused: the server's zone means nothing to a client, and would make
+// windows and schedules depend on the server's settings.
+func LoadTimeZone(name string) (*time.Location, error) {
+	if name == "" {
+		return time.UTC, nil
+	}
+	if name == "Local" {
+		return nil, fmt.Errorf("%q is not an IANA time zone name", name)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("unknown IANA time zone %q", name)
+	}
+	return loc, nil
+}
+
 // Window returns the window of size w in loc that contains t: [start, end).
 // MINUTE and HOUR windows are aligned to the zone's UTC offset at t (so
 // Asia/Kolkata hours start at :30 UTC); DAY and MONTH windows run from local

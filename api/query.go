@@ -111,7 +111,7 @@ func (h *handler) query(w http.ResponseWriter, r *http.Request, req queryRequest
 		q.WindowSize = ws
 	}
 	if req.WindowTimeZone != nil && *req.WindowTimeZone != "" {
-		loc, err := loadLocation(*req.WindowTimeZone)
+		loc, err := odometer.LoadTimeZone(*req.WindowTimeZone)
 		if err != nil {
 			bad("windowTimeZone", "%v", err)
 		}
@@ -268,19 +268,6 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
-}
-
-// loadLocation resolves an IANA time zone name. "Local" is refused: the
-// server's zone means nothing to a client.
-func loadLocation(name string) (*time.Location, error) {
-	if name == "Local" {
-		return nil, fmt.Errorf("%q is not an IANA time zone name", name)
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, fmt.Errorf("unknown IANA time zone %q", name)
-	}
-	return loc, nil
 }
 
 // wantsCSV reports whether the Accept header prefers text/csv to

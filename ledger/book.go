@@ -16,7 +16,7 @@ import (
 type book struct {
 	ns     string
 	ledger *odometer.Ledger
-	resets []*odometer.Reset // by EffectiveAt
+	resets []*odometer.Reset // by EffectiveAt, as ListResets returns them
 	grants []*odometer.Grant // every grant, voided ones too
 	byID   map[string]*odometer.Grant
 
@@ -52,7 +52,6 @@ func (s *Service) load(ctx context.Context, ns, id string) (*book, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list resets of ledger %q: %w", id, err)
 	}
-	slices.SortStableFunc(resets, func(a, b *odometer.Reset) int { return a.EffectiveAt.Compare(b.EffectiveAt) })
 	grants, err := s.store.ListGrants(ctx, odometer.GrantFilter{Namespace: ns, LedgerID: id, IncludeVoid: true})
 	if err != nil {
 		return nil, fmt.Errorf("list grants of ledger %q: %w", id, err)

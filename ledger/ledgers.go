@@ -42,7 +42,7 @@ func (s *Service) CreateLedger(ctx context.Context, ns string, in LedgerInput) (
 		default:
 			fe.add("resetSchedule.interval", "must be DAY, WEEK, MONTH or YEAR; got %q", rs.Interval)
 		}
-		if _, err := loadZone(rs.TimeZone); err != nil {
+		if _, err := odometer.LoadTimeZone(rs.TimeZone); err != nil {
 			fe.add("resetSchedule.timeZone", "%v", err)
 		}
 	}
@@ -81,22 +81,6 @@ func (s *Service) GetLedger(ctx context.Context, ns, id string) (*odometer.Ledge
 	return l, nil
 }
 
-// loadZone resolves a schedule's IANA time zone; "" is UTC. "Local" is
-// refused: it would make the schedule depend on the server's settings.
-func loadZone(name string) (*time.Location, error) {
-	if name == "" {
-		return time.UTC, nil
-	}
-	if name == "Local" {
-		return nil, fmt.Errorf("%q is not an IANA time zone name", name)
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, fmt.Errorf("unknown IANA time zone %q", name)
-	}
-	return loc, nil
-}
-
 // schedule computes the occurrences of a ResetSchedule: Anchor + k·Interval
 // in the schedule's time zone, with the calendar arithmetic of
 // credit.ExpiresAt: DAY and WEEK keep the local time of day (so they follow
@@ -110,7 +94,7 @@ type schedule struct {
 }
 
 func newSchedule(rs *odometer.ResetSchedule) (*schedule, error) {
-	loc, err := loadZone(rs.TimeZone)
+	loc, err := odometer.LoadTimeZone(rs.TimeZone)
 	if err != nil {
 		return nil, odometer.Errorf(odometer.EINVALID, "reset schedule: %v", err)
 	}

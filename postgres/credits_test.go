@@ -17,20 +17,7 @@ import (
 // the outcome unknown and is reported as EUNAVAILABLE, not retried.
 func TestCreditCommitFailures(t *testing.T) {
 	pgtest.Require(t)
-	raise := func(condition string) string {
-		return `CREATE SEQUENCE calls;
-			CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				IF nextval('calls') = 1 THEN RAISE EXCEPTION 'injected' USING ERRCODE = '` + condition + `'; END IF;
-				RETURN NULL;
-			END $$;`
-	}
-	const (
-		atCommit      = ` CREATE CONSTRAINT TRIGGER fail AFTER INSERT ON grants DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail()`
-		beforeCommit  = ` CREATE TRIGGER fail AFTER INSERT ON grants FOR EACH ROW EXECUTE FUNCTION fail()`
-		sleepAtCommit = `CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;` + atCommit
-	)
+	atCommit, beforeCommit, sleepAtCommit := failTriggers("grants")
 	tests := []struct {
 		name        string
 		trigger     string
@@ -38,8 +25,8 @@ func TestCreditCommitFailures(t *testing.T) {
 		wantCode    string
 		wantRetries int
 	}{
-		{name: "deadlock before commit", trigger: raise("deadlock_detected") + beforeCommit, wantRetries: 1},
-		{name: "serialization failure at commit", trigger: raise("serialization_failure") + atCommit, wantRetries: 1},
+		{name: "deadlock before commit", trigger: raiseSQL("deadlock_detected", true) + beforeCommit, wantRetries: 1},
+		{name: "serialization failure at commit", trigger: raiseSQL("serialization_failure", true) + atCommit, wantRetries: 1},
 		{name: "connection lost during commit", trigger: sleepAtCommit, kill: true, wantCode: odometer.EUNAVAILABLE},
 	}
 	for _, tt := range tests {

@@ -299,26 +299,7 @@ func TestTerminatedBackends(t *testing.T) {
 // COMMIT leaves the outcome unknown and must be reported, not retried.
 func TestCommitFailures(t *testing.T) {
 	pgtest.Require(t)
-	// raise makes fail() raise the given condition, on its first call only
-	// if once (a sequence counts calls even in aborted transactions).
-	raise := func(condition string, once bool) string {
-		test := "true"
-		if once {
-			test = "nextval('calls') = 1"
-		}
-		return `CREATE SEQUENCE calls;
-			CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				IF ` + test + ` THEN RAISE EXCEPTION 'injected' USING ERRCODE = '` + condition + `'; END IF;
-				RETURN NULL;
-			END $$;`
-	}
-	const (
-		atCommit      = ` CREATE CONSTRAINT TRIGGER fail AFTER INSERT ON events DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail()`
-		beforeCommit  = ` CREATE TRIGGER fail AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION fail()`
-		sleepAtCommit = `CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;` + atCommit
-	)
+	atCommit, beforeCommit, sleepAtCommit := failTriggers("events")
 	tests := []struct {
 		name        string
 		trigger     string
@@ -327,9 +308,9 @@ func TestCommitFailures(t *testing.T) {
 		wantMessage string
 		wantRetries int
 	}{
-		{name: "deadlock before commit", trigger: raise("deadlock_detected", true) + beforeCommit, wantRetries: 1},
-		{name: "serialization failure at commit", trigger: raise("serialization_failure", true) + atCommit, wantRetries: 1},
-		{name: "other error at commit", trigger: raise("check_violation", false) + atCommit,
+		{name: "deadlock before commit", trigger: raiseSQL("deadlock_detected", true) + beforeCommit, wantRetries: 1},
+		{name: "serialization failure at commit", trigger: raiseSQL("serialization_failure", true) + atCommit, wantRetries: 1},
+		{name: "other error at commit", trigger: raiseSQL("check_violation", false) + atCommit,
 			wantCode: odometer.EINTERNAL, wantMessage: "injected"},
 		{name: "connection lost during commit", trigger: sleepAtCommit, kill: true,
 			wantCode: odometer.EUNAVAILABLE, wantMessage: "did not confirm the commit"},
@@ -468,4 +449,31 @@ func killSleeper(t *testing.T, url string, kill bool) <-chan struct{} {
 		}
 	}()
 	return done
+}
+
+// raiseSQL defines fail(), a trigger function that raises the given
+// condition, on its first call only if once (a sequence counts calls even
+// in aborted transactions).
+func raiseSQL(condition string, once bool) string {
+	test := "true"
+	if once {
+		test = "nextval('calls') = 1"
+	}
+	return `CREATE SEQUENCE calls;
+		CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF ` + test + ` THEN RAISE EXCEPTION 'injected' USING ERRCODE = '` + condition + `'; END IF;
+			RETURN NULL;
+		END $$;`
+}
+
+// failTriggers returns SQL that calls fail() after each insert into table:
+// deferred to COMMIT, at once, or (sleepAtCommit, which defines fail() too)
+// sleeping in COMMIT for a minute, for killSleeper to cut short.
+func failTriggers(table string) (atCommit, beforeCommit, sleepAtCommit string) {
+	atCommit = ` CREATE CONSTRAINT TRIGGER fail AFTER INSERT ON ` + table + ` DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail()`
+	beforeCommit = ` CREATE TRIGGER fail AFTER INSERT ON ` + table + ` FOR EACH ROW EXECUTE FUNCTION fail()`
+	sleepAtCommit = `CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;` + atCommit
+	return atCommit, beforeCommit, sleepAtCommit
 }

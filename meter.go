@@ -143,6 +143,8 @@ type CompiledMeter struct {
 	groupKeys  []string // sorted
 	groupPaths map[string]Path
 	filters    []compiledFilter
+	// fingerprint keys the meter's usage rollups (rollup.go).
+	fingerprint [32]byte
 }
 
 type compiledFilter struct {
@@ -155,7 +157,7 @@ func (m *Meter) Compile() (*CompiledMeter, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	c := &CompiledMeter{Meter: m, groupPaths: map[string]Path{}}
+	c := &CompiledMeter{Meter: m, groupPaths: map[string]Path{}, fingerprint: meterFingerprint(m)}
 	if m.ValueProperty != "" {
 		c.value, _ = CompilePath(m.ValueProperty)
 	}

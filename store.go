@@ -28,6 +28,13 @@ type EventStore interface {
 	// order. The ScannedEvent and its Data are only valid during the call.
 	// If fn returns an error the scan stops and ScanEvents returns it.
 	ScanEvents(ctx context.Context, s EventScan, fn func(*ScannedEvent) error) error
+
+	// LateWatermark returns the latest LateMark.At stored for (namespace,
+	// eventType, subject), or the zero time if no late event of theirs was
+	// ever appended. AppendEvents writes the marks that LateMarks.Due
+	// returns in its own transaction, so a late event and its mark are
+	// committed together.
+	LateWatermark(ctx context.Context, namespace, eventType, subject string) (time.Time, error)
 }
 
 // EventFilter selects events to list. Zero times are unbounded; ranges are

@@ -144,168 +144,258 @@ func keyList(m *CompiledMeter) string {
 }
 
 // QueryUsage runs q against the events in store and aggregates them exactly.
-// now is used when q.To is zero.
+// now is used when q.To is zero. It reads every matching event; a
+// UsageView (rollup.go) answers the same queries from cached hourly
+// rollups where it can.
 func QueryUsage(ctx context.Context, store EventStore, m *CompiledMeter, q UsageQuery, now time.Time) (*UsageResult, error) {
-	if err := q.Validate(m); err != nil {
-		return nil, err
-	}
-	loc := q.TimeZone
-	if loc == nil {
-		loc = time.UTC
-	}
-	to := q.To
-	if to.IsZero() {
-		to = now.UTC().Truncate(TimePrecision)
-	}
-	from := q.From
-	if m.EventFrom != nil && m.EventFrom.After(from) {
-		from = *m.EventFrom
-	}
-	subjects := slices.Clone(q.Subjects)
-	slices.Sort(subjects)
-	subjects = slices.Compact(subjects)
-	bySubject := len(q.Subjects) > 0 || slices.Contains(q.GroupBy, "subject")
-	var groupKeys []string
-	for _, k := range q.GroupBy {
-		if k != "subject" && !slices.Contains(groupKeys, k) {
-			groupKeys = append(groupKeys, k)
-		}
-	}
-	slices.Sort(groupKeys)
-	subjectFilter := map[string]bool{}
-	for _, s := range q.FilterGroupBy["subject"] {
-		subjectFilter[s] = true
-	}
+	return (*Rollups)(nil).View(store, now).Query(ctx, m, q)
+}
 
-	groupPaths := make([]Path, len(groupKeys))
-	for i, k := range groupKeys {
-		groupPaths[i] = m.groupPaths[k]
-	}
+// usageAgg aggregates the rows of one query, from events and from cached
+// hourly rollups.
+type usageAgg struct {
+	m         *CompiledMeter
+	q         *UsageQuery
+	loc       *time.Location
+	from, to  time.Time
+	bySubject bool
+	// groupKeys are the query's group-by keys (without "subject"), sorted;
+	// groupIdx[i] is the index of groupKeys[i] among the meter's keys.
+	groupKeys     []string
+	groupPaths    []Path
+	groupIdx      []int
+	subjectFilter map[string]bool
 
 	// Groups are found by a key that encodes the window, the subject and
 	// the group values. It is built in a reused buffer and looked up
 	// without allocating; only a new group copies it. list holds the groups
 	// in the order they were created, which for stores that scan in time
 	// order is nearly the order of the result.
-	groups := map[string]*group{}
-	var list []*group
-	var first time.Time
-	var key []byte
-	err := store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, Subjects: subjects, From: from, To: to},
-		func(e *ScannedEvent) error {
-			if !m.Matches(e.Time, e.Data) {
-				return nil
-			}
-			if len(subjectFilter) > 0 && !subjectFilter[e.Subject] {
-				return nil
-			}
-			for k, allowed := range q.FilterGroupBy {
-				if k == "subject" {
-					continue
-				}
-				v, ok := m.GroupValue(k, e.Data)
-				if !ok || !slices.Contains(allowed, v) {
-					return nil
-				}
-			}
-			// Read the value first: an event a meter cannot read does not
-			// count (ingestion rejects such events while the meter exists).
-			var val Decimal
-			var text string
-			switch m.Aggregation {
-			case Count:
-			case UniqueCount:
-				t, ok := m.value.Text(e.Data)
-				if !ok {
-					return nil
-				}
-				text = t
-			default:
-				v, ok, err := m.value.Value(e.Data)
-				if err != nil || !ok {
-					return nil
-				}
-				val = v
-			}
-			var ws, we time.Time
-			if q.WindowSize != "" {
-				ws, we = q.WindowSize.Window(e.Time, loc)
-			}
-			// Window starts are whole seconds, so their Unix time
-			// identifies them.
-			key = binary.BigEndian.AppendUint64(key[:0], uint64(ws.Unix()))
-			if bySubject {
-				key = append(key, 0)
-				key = append(key, e.Subject...)
-			}
-			for _, p := range groupPaths {
-				key = append(key, 0)
-				n := len(key)
-				var ok bool
-				if key, ok = p.appendText(append(key, 1), e.Data); !ok {
-					key = key[:n] // null or missing
-				}
-			}
-			g := groups[string(key)]
-			if g == nil {
-				g = &group{start: ws, end: we, vals: make([]*string, len(groupKeys))}
-				for i, p := range groupPaths {
-					if v, ok := p.Text(e.Data); ok {
-						g.vals[i] = &v
-					}
-				}
-				if bySubject {
-					s := e.Subject
-					g.subject = &s
-				}
-				groups[string(key)] = g
-				list = append(list, g)
-			}
-			g.add(m.Aggregation, val, text, e)
-			if first.IsZero() || e.Time.Before(first) {
-				first = e.Time
-			}
-			return nil
-		})
-	if err != nil {
-		return nil, fmt.Errorf("query meter %q: %w", m.Slug, err)
-	}
+	groups map[string]*group
+	list   []*group
+	first  time.Time
+	key    []byte
 
-	res := &UsageResult{Data: make([]UsageRow, 0, len(list))}
+	// fill, during a scan, holds the rollups being built for hours the
+	// cache lacks, by hour (Unix seconds / 3600); nil when none are.
+	fill    map[int64]*hourFill
+	fillKey []byte
+}
+
+func newUsageAgg(m *CompiledMeter, q *UsageQuery, now time.Time) *usageAgg {
+	a := &usageAgg{m: m, q: q, loc: q.TimeZone, to: q.To, from: q.From, groups: map[string]*group{}}
+	if a.loc == nil {
+		a.loc = time.UTC
+	}
+	if a.to.IsZero() {
+		a.to = now.UTC().Truncate(TimePrecision)
+	}
+	if m.EventFrom != nil && m.EventFrom.After(a.from) {
+		a.from = *m.EventFrom
+	}
+	a.bySubject = len(q.Subjects) > 0 || slices.Contains(q.GroupBy, "subject")
+	for _, k := range q.GroupBy {
+		if k != "subject" && !slices.Contains(a.groupKeys, k) {
+			a.groupKeys = append(a.groupKeys, k)
+		}
+	}
+	slices.Sort(a.groupKeys)
+	a.groupPaths = make([]Path, len(a.groupKeys))
+	a.groupIdx = make([]int, len(a.groupKeys))
+	for i, k := range a.groupKeys {
+		a.groupPaths[i] = m.groupPaths[k]
+		a.groupIdx[i] = slices.Index(m.groupKeys, k)
+	}
+	if vs := q.FilterGroupBy["subject"]; len(vs) > 0 {
+		a.subjectFilter = map[string]bool{}
+		for _, s := range vs {
+			a.subjectFilter[s] = true
+		}
+	}
+	return a
+}
+
+// scan aggregates the events of subjects in [from, to).
+func (a *usageAgg) scan(ctx context.Context, store EventStore, subjects []string, from, to time.Time) error {
+	m := a.m
+	return store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, Subjects: subjects, From: from, To: to}, a.event)
+}
+
+func (a *usageAgg) event(e *ScannedEvent) error {
+	m := a.m
+	if !m.Matches(e.Time, e.Data) {
+		return nil
+	}
+	var fill *hourFill
+	if a.fill != nil {
+		fill = a.fill[hourIndex(e.Time)]
+	}
+	if fill == nil && !a.wanted(e) {
+		return nil
+	}
+	// Read the value first: an event a meter cannot read does not count
+	// (ingestion rejects such events while the meter exists).
+	var val Decimal
+	var text string
+	switch m.Aggregation {
+	case Count:
+	case UniqueCount:
+		t, ok := m.value.Text(e.Data)
+		if !ok {
+			return nil
+		}
+		text = t
+	default:
+		v, ok, err := m.value.Value(e.Data)
+		if err != nil || !ok {
+			return nil
+		}
+		val = v
+	}
+	if fill != nil {
+		a.fillKey = fill.add(m, a.fillKey, val, e)
+		if !a.wanted(e) {
+			return nil
+		}
+	}
+	var ws, we time.Time
+	if a.q.WindowSize != "" {
+		ws, we = a.q.WindowSize.Window(e.Time, a.loc)
+	}
+	// Window starts are whole seconds, so their Unix time identifies them.
+	key := binary.BigEndian.AppendUint64(a.key[:0], uint64(ws.Unix()))
+	if a.bySubject {
+		key = append(key, 0)
+		key = append(key, e.Subject...)
+	}
+	for _, p := range a.groupPaths {
+		key = append(key, 0)
+		n := len(key)
+		var ok bool
+		if key, ok = p.appendText(append(key, 1), e.Data); !ok {
+			key = key[:n] // null or missing
+		}
+	}
+	a.key = key
+	g := a.groups[string(key)]
+	if g == nil {
+		g = &group{start: ws, end: we, vals: make([]*string, len(a.groupKeys))}
+		for i, p := range a.groupPaths {
+			if v, ok := p.Text(e.Data); ok {
+				g.vals[i] = &v
+			}
+		}
+		if a.bySubject {
+			s := e.Subject
+			g.subject = &s
+		}
+		a.groups[string(key)] = g
+		a.list = append(a.list, g)
+	}
+	g.add(m.Aggregation, val, text, e)
+	if a.first.IsZero() || e.Time.Before(a.first) {
+		a.first = e.Time
+	}
+	return nil
+}
+
+// wanted applies the query's subject and group-by filters to an event.
+func (a *usageAgg) wanted(e *ScannedEvent) bool {
+	if a.subjectFilter != nil && !a.subjectFilter[e.Subject] {
+		return false
+	}
+	for k, allowed := range a.q.FilterGroupBy {
+		if k == "subject" {
+			continue
+		}
+		v, ok := a.m.GroupValue(k, e.Data)
+		if !ok || !slices.Contains(allowed, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// merge adds a cached group of the meter (values for all of its group-by
+// keys) of subject's hour, which lies wholly in the window starting at ws.
+func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
+	if a.subjectFilter != nil && !a.subjectFilter[subject] {
+		return
+	}
+	for k, allowed := range a.q.FilterGroupBy {
+		if k == "subject" {
+			continue
+		}
+		v := p.vals[slices.Index(a.m.groupKeys, k)]
+		if v == nil || !slices.Contains(allowed, *v) {
+			return
+		}
+	}
+	key := binary.BigEndian.AppendUint64(a.key[:0], uint64(ws.Unix()))
+	if a.bySubject {
+		key = append(key, 0)
+		key = append(key, subject...)
+	}
+	for _, i := range a.groupIdx {
+		key = append(key, 0)
+		if v := p.vals[i]; v != nil {
+			key = append(append(key, 1), *v...)
+		}
+	}
+	a.key = key
+	g := a.groups[string(key)]
+	if g == nil {
+		g = &group{start: ws, end: we, vals: make([]*string, len(a.groupKeys))}
+		for i, j := range a.groupIdx {
+			g.vals[i] = p.vals[j]
+		}
+		if a.bySubject {
+			s := subject
+			g.subject = &s
+		}
+		a.groups[string(key)] = g
+		a.list = append(a.list, g)
+	}
+	g.merge(a.m.Aggregation, p)
+}
+
+func (a *usageAgg) result() *UsageResult {
+	q := a.q
+	res := &UsageResult{Data: make([]UsageRow, 0, len(a.list))}
 	if !q.From.IsZero() {
 		f := q.From.UTC()
 		res.From = &f
 	}
-	t := to.UTC()
+	t := a.to.UTC()
 	res.To = &t
 	if q.WindowSize != "" {
 		w := q.WindowSize
 		res.WindowSize = &w
 	}
-	rangeStart := from
+	rangeStart := a.from
 	if rangeStart.IsZero() {
-		rangeStart = first
+		rangeStart = a.first
 	}
-	for _, g := range list {
+	for _, g := range a.list {
 		if q.WindowSize == "" {
-			g.start, g.end = rangeStart.UTC(), to.UTC()
+			g.start, g.end = rangeStart.UTC(), a.to.UTC()
 		} else {
 			// Windows are clipped to the queried range.
-			g.start, g.end = maxTime(g.start, from).UTC(), minTime(g.end, to).UTC()
+			g.start, g.end = maxTime(g.start, a.from).UTC(), minTime(g.end, a.to).UTC()
 		}
 	}
 	// Sorted as groups, whose values are a slice, rather than as rows,
 	// whose values are in a map.
-	slices.SortFunc(list, compareGroups)
-	for _, g := range list {
-		row := UsageRow{Value: g.result(m.Aggregation), WindowStart: g.start, WindowEnd: g.end, Subject: g.subject,
-			GroupBy: make(map[string]*string, len(groupKeys))}
-		for i, k := range groupKeys {
+	slices.SortFunc(a.list, compareGroups)
+	for _, g := range a.list {
+		row := UsageRow{Value: g.result(a.m.Aggregation), WindowStart: g.start, WindowEnd: g.end, Subject: g.subject,
+			GroupBy: make(map[string]*string, len(a.groupKeys))}
+		for i, k := range a.groupKeys {
 			row.GroupBy[k] = g.vals[i]
 		}
 		res.Data = append(res.Data, row)
 	}
-	return res, nil
+	return res
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -388,7 +478,7 @@ func (g *group) add(agg Aggregation, v Decimal, text string, e *ScannedEvent) {
 		}
 		g.unique[text] = struct{}{}
 	case Latest:
-		if g.n == 1 || laterThan(e, g) {
+		if g.n == 1 || g.before(e.Time, e.IngestedAt, e.Source, e.ID) {
 			g.latest = v
 			g.latestTime, g.latestIngested = e.Time, e.IngestedAt
 			g.latestSource, g.latestID = e.Source, e.ID
@@ -396,20 +486,52 @@ func (g *group) add(agg Aggregation, v Decimal, text string, e *ScannedEvent) {
 	}
 }
 
-// laterThan orders events for LATEST: by event time, then receive time, then
-// source, then id; the greatest wins. The order is total, so the result does
-// not depend on the store or the scan order.
-func laterThan(e *ScannedEvent, g *group) bool {
-	if c := e.Time.Compare(g.latestTime); c != 0 {
+// before reports whether g's latest event comes before the event with time
+// t, receive time ingested, source and id, in the order LATEST uses: by
+// event time, then receive time, then source, then id; the greatest wins.
+// The order is total, so the result does not depend on the store, the scan
+// order or on which hours came from the rollup cache.
+func (g *group) before(t, ingested time.Time, source, id string) bool {
+	if c := t.Compare(g.latestTime); c != 0 {
 		return c > 0
 	}
-	if c := e.IngestedAt.Compare(g.latestIngested); c != 0 {
+	if c := ingested.Compare(g.latestIngested); c != 0 {
 		return c > 0
 	}
-	if c := cmp.Compare(e.Source, g.latestSource); c != 0 {
+	if c := cmp.Compare(source, g.latestSource); c != 0 {
 		return c > 0
 	}
-	return e.ID > g.latestID
+	return id > g.latestID
+}
+
+// merge adds the aggregate p (of events g has not seen) to g. UNIQUE_COUNT
+// is never merged: its hourly values do not add up.
+func (g *group) merge(agg Aggregation, p *group) {
+	if p.n == 0 {
+		return
+	}
+	first := g.n == 0
+	g.n += p.n
+	switch agg {
+	case Sum, Avg:
+		g.sum = g.sum.Add(p.sum)
+	case Min:
+		if first || p.min.Cmp(g.min) < 0 {
+			g.min = p.min
+		}
+	case Max:
+		if first || p.max.Cmp(g.max) > 0 {
+			g.max = p.max
+		}
+	case Latest:
+		if first || g.before(p.latestTime, p.latestIngested, p.latestSource, p.latestID) {
+			g.latest = p.latest
+			g.latestTime, g.latestIngested = p.latestTime, p.latestIngested
+			g.latestSource, g.latestID = p.latestSource, p.latestID
+		}
+	case UniqueCount:
+		panic("odometer: merge of UNIQUE_COUNT groups")
+	}
 }
 
 func (g *group) result(agg Aggregation) Decimal {

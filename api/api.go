@@ -52,6 +52,9 @@ type Config struct {
 	Limits Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Rollups caches hourly usage for queries and credit balances; nil
+	// reads every event each time.
+	Rollups *odometer.Rollups
 }
 
 // Limits bound what one request may carry.
@@ -81,6 +84,7 @@ type handler struct {
 	metrics  *metrics
 	meters   *meterCache
 	credits  *ledger.Service
+	rollups  *odometer.Rollups
 	mux      *http.ServeMux
 
 	promHandler http.Handler // serves registry
@@ -102,6 +106,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		registry: cfg.Registry,
 		limits:   cfg.Limits,
 		now:      cfg.Now,
+		rollups:  cfg.Rollups,
 		mux:      http.NewServeMux(),
 	}
 	if h.log == nil {
@@ -119,14 +124,14 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if h.limits.MaxEvents <= 0 {
 		h.limits.MaxEvents = DefaultMaxEvents
 	}
-	m, err := newMetrics(h.registry)
+	m, err := newMetrics(h.registry, h.rollups)
 	if err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
 	h.metrics = m
 	h.promHandler = promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{h}})
 	h.meters = newMeterCache(cfg.Store, h.log)
-	h.credits = ledger.New(cfg.Store, h.now)
+	h.credits = ledger.New(cfg.Store, h.now, cfg.Rollups)
 	h.routes()
 	return h, nil
 }

@@ -24,7 +24,7 @@ const (
 	outcomeRejected  = "rejected"
 )
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, rollups *odometer.Rollups) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "odometer_http_requests_total",
@@ -40,7 +40,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Events received through the API, by outcome: accepted (stored), duplicate (stored before), rejected (in a refused request).",
 		}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.events} {
+	cache := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "odometer_usage_rollup_hits_total",
+			Help: "Hours of usage read from the rollup cache.",
+		}, func() float64 { return float64(rollups.Stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "odometer_usage_rollup_misses_total",
+			Help: "Hours of usage the rollup cache lacked (or held stale) and that were read from events.",
+		}, func() float64 { return float64(rollups.Stats().Misses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "odometer_usage_rollup_entries",
+			Help: "Hours of usage held in the rollup cache.",
+		}, func() float64 { return float64(rollups.Stats().Entries) }),
+	}
+	for _, c := range append([]prometheus.Collector{m.requests, m.duration, m.events}, cache...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -147,7 +147,7 @@ func (h *handler) query(w http.ResponseWriter, r *http.Request, req queryRequest
 	if err != nil {
 		return fmt.Errorf("compile stored meter %q: %w", m.Slug, err)
 	}
-	res, err := odometer.QueryUsage(r.Context(), h.store, cm, q, h.clock())
+	res, err := h.rollups.View(h.store, h.clock()).Query(r.Context(), cm, q)
 	if err != nil {
 		return err
 	}

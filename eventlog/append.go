@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -184,6 +185,21 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 	}
 	add(keySeq, binary.BigEndian.AppendUint64(b.key[:0], seq))
 
+	// Late events leave their watermarks in the same batch. Appends are
+	// serialized under l.mu, so the stored value read here is current, and
+	// the batch keeps the larger of it and the mark.
+	marks := l.late.Due(events, out, time.Now())
+	for _, m := range marks {
+		b.key = lateKey(b.key[:0], m.Namespace, m.Type, m.Subject)
+		old, ok, err := l.readLate(b.key)
+		if err != nil {
+			return nil, err
+		}
+		if at := m.At.UnixMicro(); !ok || at > old {
+			add(b.key, binary.BigEndian.AppendUint64(b.val[:0], uint64(at)))
+		}
+	}
+
 	// Applying the batch inserts each key into the memtable's skiplist, and
 	// random keys make that the most expensive step of an append (cache
 	// misses on every level). In key order, consecutive inserts share most
@@ -206,5 +222,6 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	l.seq = seq
+	l.late.Written(marks)
 	return out, nil
 }

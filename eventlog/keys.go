@@ -17,15 +17,19 @@ import (
 //	'd' str(ns) str(source) str(id)                       → "" (dedup: the identity exists)
 //	'e' str(ns) str(type) str(subject) time(t) u64(seq)   → record (the event)
 //	't' str(ns) time(t) u64(seq)                          → str(type) str(subject) (ListEvents)
+//	'l' str(ns) str(type) str(subject)                    → u64(at) (late watermark)
 //	'm' name                                              → metadata (format, last seq)
 //
 // str(s) is an order-preserving, prefix-free encoding of a string (see
 // appendString); time(t) is the event time in microseconds with the sign bit
 // flipped, big-endian, so that byte order is time order; u64 is big-endian.
 // Every 'e' and 't' key therefore ends with 16 fixed bytes, time then seq.
+// A late watermark (odometer.LateMarks) is the time in microseconds since
+// the Unix epoch, as a big-endian two's-complement int64.
 const (
 	tagDedup = 'd'
 	tagEvent = 'e'
+	tagLate  = 'l'
 	tagMeta  = 'm'
 	tagTime  = 't'
 )
@@ -152,6 +156,15 @@ func dedupKey(dst []byte, ns, source, id string) []byte {
 	dst = appendString(dst, ns)
 	dst = appendString(dst, source)
 	return appendString(dst, id)
+}
+
+// lateKey returns 'l' str(ns) str(typ) str(subject): the key of a late
+// watermark.
+func lateKey(dst []byte, ns, typ, subject string) []byte {
+	dst = append(dst, tagLate)
+	dst = appendString(dst, ns)
+	dst = appendString(dst, typ)
+	return appendString(dst, subject)
 }
 
 // eventPrefix returns 'e' str(ns) str(typ): the prefix of the records a

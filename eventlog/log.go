@@ -43,9 +43,10 @@ type Log struct {
 	// mu serializes appends, so that the dedup check and the write of one
 	// call are atomic with respect to every other call. It guards the
 	// fields below.
-	mu  sync.Mutex
-	seq uint64 // the last sequence number used; 0 for an empty log
-	ap  appendBuffers
+	mu   sync.Mutex
+	seq  uint64 // the last sequence number used; 0 for an empty log
+	ap   appendBuffers
+	late odometer.LateMarks // the late watermarks appends write
 }
 
 var _ odometer.EventStore = (*Log)(nil)

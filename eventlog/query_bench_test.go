@@ -192,6 +192,10 @@ func (s benchStore) ScanEvents(ctx context.Context, sc odometer.EventScan, fn fu
 	return s.Log.ScanEvents(ctx, sc, fn)
 }
 
+func (s benchStore) LateWatermark(ctx context.Context, namespace, eventType, subject string) (time.Time, error) {
+	return s.Log.LateWatermark(ctx, namespace, eventType, subject)
+}
+
 func (s benchStore) Ping(ctx context.Context) error {
 	return errors.Join(s.Log.Ping(ctx), s.Store.Ping(ctx))
 }

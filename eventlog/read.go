@@ -3,6 +3,7 @@ package eventlog
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -324,4 +325,37 @@ func (s *scanner) unwrap(err error) error {
 		return stop.err
 	}
 	return fmt.Errorf("scan events: %w", err)
+}
+
+// LateWatermark returns the late watermark of (namespace, eventType,
+// subject), or the zero time if none was written.
+func (l *Log) LateWatermark(ctx context.Context, namespace, eventType, subject string) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	if l.closed.Load() {
+		return time.Time{}, fmt.Errorf("read late watermark: %w", errClosed)
+	}
+	us, ok, err := l.readLate(lateKey(nil, namespace, eventType, subject))
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	return time.UnixMicro(us).UTC(), nil
+}
+
+// readLate reads the late watermark under key (see lateKey), in
+// microseconds; ok is false if there is none.
+func (l *Log) readLate(key []byte) (us int64, ok bool, err error) {
+	v, closer, err := l.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read late watermark: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, errors.New("read late watermark: corrupt value")
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
 }

@@ -23,16 +23,18 @@ import (
 // own, so several nodes may serve the same database: the store serializes
 // each ledger's changes and refuses stale ones (see odometer.CreditStore).
 type Service struct {
-	store odometer.Store
-	now   func() time.Time
+	store   odometer.Store
+	now     func() time.Time
+	rollups *odometer.Rollups
 }
 
 // New returns a Service on store; now is the clock (nil: time.Now).
-func New(store odometer.Store, now func() time.Time) *Service {
+// Usage is read through rollups, which may be nil (no cache).
+func New(store odometer.Store, now func() time.Time, rollups *odometer.Rollups) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, now: now}
+	return &Service{store: store, now: now, rollups: rollups}
 }
 
 // clock returns the current time at storage precision, for CreatedAt
@@ -158,9 +160,10 @@ func (s *Service) usageFunc(ctx context.Context, f *odometer.Feature, subject st
 		}
 	}
 	subjects := []string{subject}
+	view := s.rollups.View(s.store, s.now())
 	return func(ctx context.Context, from, to time.Time) (odometer.Decimal, error) {
 		q := odometer.UsageQuery{From: from, To: to, Subjects: subjects, FilterGroupBy: filter}
-		res, err := odometer.QueryUsage(ctx, s.store, cm, q, to)
+		res, err := view.Query(ctx, cm, q)
 		if err != nil {
 			return odometer.Decimal{}, fmt.Errorf("usage of feature %q (meter %q): %w", f.Key, m.Slug, err)
 		}

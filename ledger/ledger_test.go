@@ -109,7 +109,7 @@ func newTestService(t *testing.T, now time.Time) (*Service, *raceStore) {
 		Aggregation: odometer.Sum, EventType: "prompt", ValueProperty: "$.tokens", CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	return New(rs, func() time.Time { return now }), rs
+	return New(rs, func() time.Time { return now }, nil), rs
 }
 
 // A reset whose ledger changes between its computation and its store is
@@ -170,8 +170,8 @@ func TestAutomaticResetLostToAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := utc("2025-03-10 00:00")
-	svc := New(rs, func() time.Time { return now })
-	other := New(rs.Store, func() time.Time { return now })
+	svc := New(rs, func() time.Time { return now }, nil)
+	other := New(rs.Store, func() time.Time { return now }, nil)
 	// The other node materializes the resets just before this one stores
 	// its first.
 	rs.race = func(ctx context.Context) error {

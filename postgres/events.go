@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -75,6 +76,7 @@ func (s *Store) AppendEvents(ctx context.Context, events []odometer.Event) ([]od
 	if err := s.retry(ctx, "append events", b.try(s)); err != nil {
 		return nil, storeError(op, err)
 	}
+	s.late.Written(b.marks)
 	return b.out, nil
 }
 
@@ -114,7 +116,10 @@ func checkEvent(n, i int, e *odometer.Event) error {
 
 // insertBatch is one AppendEvents call, prepared once for every attempt.
 type insertBatch struct {
-	out []odometer.Outcome
+	events []odometer.Event
+	out    []odometer.Outcome
+	// marks are the late watermarks the last attempt wrote.
+	marks []odometer.LateMark
 	// rows holds the input index of each distinct identity's first event,
 	// in identity order: the rows of the insert.
 	rows []int
@@ -132,8 +137,9 @@ func identityKey(namespace, source, id string) string {
 
 func newInsertBatch(events []odometer.Event) *insertBatch {
 	b := &insertBatch{
-		out:   make([]odometer.Outcome, len(events)),
-		first: make(map[string]int, len(events)),
+		events: events,
+		out:    make([]odometer.Outcome, len(events)),
+		first:  make(map[string]int, len(events)),
 	}
 	for i := range events {
 		e := &events[i]
@@ -187,6 +193,7 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 		for _, i := range b.rows {
 			b.out[i] = odometer.Duplicate // until the insert returns the row
 		}
+		b.marks = nil
 		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, insertEventsSQL, b.args...)
 			if err != nil {
@@ -203,9 +210,85 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 				}
 				b.out[i] = odometer.Accepted
 			}
-			return rows.Err()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			// The watermarks of the late events this attempt inserted, in
+			// its transaction. A failed attempt wrote nothing, and Written
+			// has not been called for it, so the next one writes them
+			// again.
+			b.marks = s.late.Due(b.events, b.out, time.Now())
+			return writeLateMarks(ctx, tx, b.marks)
 		})
 	}
+}
+
+// upsertLateMarksSQL raises late watermarks, never lowers them. Rows are
+// written in array order, which writeLateMarks sorts by key.
+const upsertLateMarksSQL = `INSERT INTO late_marks (namespace, type, subject, at)
+	SELECT namespace, type, subject, at
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+		WITH ORDINALITY AS m(namespace, type, subject, at, k)
+	ORDER BY k
+	ON CONFLICT (namespace, type, subject) DO UPDATE SET at = GREATEST(late_marks.at, excluded.at)`
+
+// writeLateMarks upserts marks in one statement. They are sorted by key
+// (byte order, as COLLATE "C" compares), so that concurrent appends lock
+// the rows in one order and cannot deadlock on them; every append inserts
+// its events before its marks, so waits on events and on marks cannot form
+// a cycle either.
+func writeLateMarks(ctx context.Context, tx pgx.Tx, marks []odometer.LateMark) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	slices.SortFunc(marks, func(x, y odometer.LateMark) int {
+		if c := strings.Compare(x.Namespace, y.Namespace); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Type, y.Type); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Subject, y.Subject)
+	})
+	ns, typ, subject := make([]string, len(marks)), make([]string, len(marks)), make([]string, len(marks))
+	at := make([]time.Time, len(marks))
+	for i, m := range marks {
+		ns[i], typ[i], subject[i], at[i] = m.Namespace, m.Type, m.Subject, m.At
+	}
+	_, err := tx.Exec(ctx, upsertLateMarksSQL, ns, typ, subject, at)
+	return err
+}
+
+// LateWatermark returns the late watermark of (namespace, eventType,
+// subject), or the zero time if none was written.
+func (s *Store) LateWatermark(ctx context.Context, namespace, eventType, subject string) (time.Time, error) {
+	if s.closed.Load() {
+		return time.Time{}, fmt.Errorf("read late watermark: %w", errClosed)
+	}
+	// Text that PostgreSQL cannot hold names no stored mark (checkEvent
+	// refuses such events); the query would fail on it.
+	for _, v := range [...]string{namespace, eventType, subject} {
+		if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			return time.Time{}, nil
+		}
+	}
+	var at time.Time
+	err := s.retry(ctx, "read late watermark", func(ctx context.Context) error {
+		at = time.Time{}
+		err := s.pool.QueryRow(ctx, "SELECT at FROM late_marks WHERE namespace = $1 AND type = $2 AND subject = $3",
+			namespace, eventType, subject).Scan(&at)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return time.Time{}, storeError("read late watermark", err)
+	}
+	if at.IsZero() {
+		return at, nil
+	}
+	return at.UTC(), nil
 }
 
 // attemptTx is one attempt at a transaction, for Store.retry: it runs fn

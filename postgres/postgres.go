@@ -97,6 +97,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	log    *slog.Logger
 	closed atomic.Bool
+	late   odometer.LateMarks // the late watermarks AppendEvents writes
 }
 
 var _ odometer.Store = (*Store)(nil)

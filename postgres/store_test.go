@@ -211,7 +211,7 @@ func TestOpenWithoutDDLPrivilege(t *testing.T) {
 	role := "odometer_app_" + strings.ToLower(rand.Text()[:10])
 	if _, err := admin.Exec(t.Context(), `CREATE ROLE `+role+` LOGIN;
 		REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-		GRANT SELECT, INSERT, UPDATE ON events, meters, schema_migrations TO `+role+`;
+		GRANT SELECT, INSERT, UPDATE ON events, late_marks, meters, schema_migrations TO `+role+`;
 		GRANT USAGE ON SEQUENCE events_seq TO `+role); err != nil {
 		t.Fatal(err)
 	}

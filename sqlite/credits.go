@@ -63,7 +63,7 @@ func (s *Store) CreateFeature(ctx context.Context, f *odometer.Feature) error {
 // not), or else its unarchived feature with key idOrKey. ENOTFOUND if none.
 func (s *Store) FindFeature(ctx context.Context, namespace, idOrKey string) (*odometer.Feature, error) {
 	// A key may look like an ID; the ID wins.
-	rows, err := s.read.QueryContext(ctx, `SELECT `+featureColumns+` FROM features
+	rows, err := s.query(ctx, `SELECT `+featureColumns+` FROM features
 		WHERE namespace = ? AND (id = ? OR (key = ? AND archived_at IS NULL))
 		ORDER BY id = ? DESC LIMIT 1`, namespace, idOrKey, idOrKey, idOrKey)
 	if err != nil {
@@ -87,7 +87,7 @@ func (s *Store) ListFeatures(ctx context.Context, namespace string, includeArchi
 	if !includeArchived {
 		q += ` AND archived_at IS NULL`
 	}
-	rows, err := s.read.QueryContext(ctx, q+` ORDER BY key, created_at, id`, namespace)
+	rows, err := s.query(ctx, q+` ORDER BY key, created_at, id`, namespace)
 	if err != nil {
 		return nil, fmt.Errorf("list features: %w", err)
 	}
@@ -233,7 +233,7 @@ func (s *Store) CreateLedger(ctx context.Context, l *odometer.Ledger) error {
 
 // FindLedger returns the namespace's ledger with this ID. ENOTFOUND if none.
 func (s *Store) FindLedger(ctx context.Context, namespace, id string) (*odometer.Ledger, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+ledgerColumns+` FROM ledgers
+	rows, err := s.query(ctx, `SELECT `+ledgerColumns+` FROM ledgers
 		WHERE namespace = ? AND id = ?`, namespace, id)
 	if err != nil {
 		return nil, fmt.Errorf("find ledger %q: %w", id, err)
@@ -278,7 +278,7 @@ func (s *Store) ListLedgers(ctx context.Context, f odometer.LedgerFilter) ([]*od
 	}
 	q += ` LIMIT ? OFFSET ?`
 	args = append(args, f.Limit, f.Offset)
-	rows, err := s.read.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list ledgers: %w", err)
 	}
@@ -460,7 +460,7 @@ func (s *Store) VoidGrant(ctx context.Context, namespace, ledgerID, grantID stri
 // FindGrant returns the grant with this ID in the ledger. ENOTFOUND if
 // there is none.
 func (s *Store) FindGrant(ctx context.Context, namespace, ledgerID, grantID string) (*odometer.Grant, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+grantColumns+` FROM grants
+	rows, err := s.query(ctx, `SELECT `+grantColumns+` FROM grants
 		WHERE namespace = ? AND ledger_id = ? AND id = ?`, namespace, ledgerID, grantID)
 	if err != nil {
 		return nil, fmt.Errorf("find grant %q: %w", grantID, err)
@@ -498,7 +498,7 @@ func (s *Store) ListGrants(ctx context.Context, f odometer.GrantFilter) ([]*odom
 	}
 	q += ` ORDER BY effective_at, created_at, id`
 	op := fmt.Sprintf("list grants of ledger %q", f.LedgerID)
-	rows, err := s.read.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
@@ -519,7 +519,7 @@ func (s *Store) ListGrants(ctx context.Context, f odometer.GrantFilter) ([]*odom
 // deleted, so checking after an empty listing is as good as before it.
 func (s *Store) ledgerExists(ctx context.Context, op, namespace, id string) error {
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM ledgers WHERE namespace = ? AND id = ?`,
+	if err := s.queryRow(ctx, `SELECT count(*) FROM ledgers WHERE namespace = ? AND id = ?`,
 		namespace, id).Scan(&n); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -653,7 +653,7 @@ func (s *Store) CreateReset(ctx context.Context, r *odometer.Reset, rollover []*
 // non-nil slice if there are none. ENOTFOUND if the ledger is missing.
 func (s *Store) ListResets(ctx context.Context, namespace, ledgerID string) ([]*odometer.Reset, error) {
 	op := fmt.Sprintf("list resets of ledger %q", ledgerID)
-	rows, err := s.read.QueryContext(ctx, `SELECT namespace, id, ledger_id, effective_at, created_at, automatic
+	rows, err := s.query(ctx, `SELECT namespace, id, ledger_id, effective_at, created_at, automatic
 		FROM resets WHERE namespace = ? AND ledger_id = ? ORDER BY effective_at`, namespace, ledgerID)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -70,10 +71,39 @@ func (s *Store) appendEvents(ctx context.Context, events []odometer.Event) ([]od
 			out[i] = odometer.Accepted
 		}
 	}
+	// Late events leave their watermarks in the same transaction. Appends
+	// take turns on the one write connection, so nothing else runs between
+	// Due and Written.
+	marks := s.late.Due(events, out, time.Now())
+	for _, m := range marks {
+		if _, err := tx.ExecContext(stmtCtx, upsertLateMarkSQL, m.Namespace, m.Type, m.Subject, m.At.UnixMicro()); err != nil {
+			return nil, fmt.Errorf("late watermark (namespace %q, type %q, subject %q): %w", m.Namespace, m.Type, m.Subject, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	s.late.Written(marks)
 	return out, nil
+}
+
+// upsertLateMarkSQL raises a late watermark, never lowers it.
+const upsertLateMarkSQL = `INSERT INTO late_marks (namespace, type, subject, at) VALUES (?, ?, ?, ?)
+	ON CONFLICT (namespace, type, subject) DO UPDATE SET at = max(late_marks.at, excluded.at)`
+
+// LateWatermark returns the late watermark of (namespace, eventType,
+// subject), or the zero time if none was written.
+func (s *Store) LateWatermark(ctx context.Context, namespace, eventType, subject string) (time.Time, error) {
+	var us int64
+	err := s.queryRow(ctx, "SELECT at FROM late_marks WHERE namespace = ? AND type = ? AND subject = ?",
+		namespace, eventType, subject).Scan(&us)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return time.Time{}, nil
+	case err != nil:
+		return time.Time{}, fmt.Errorf("read late watermark: %w", err)
+	}
+	return fromMicros(us), nil
 }
 
 // jsonArg binds JSON as TEXT: the driver would bind a []byte as a BLOB,
@@ -129,7 +159,7 @@ func (s *Store) ListEvents(ctx context.Context, f odometer.EventFilter) ([]odome
 	q.WriteString(" ORDER BY time DESC, seq DESC LIMIT ?")
 	args = append(args, f.Limit)
 
-	rows, err := s.read.QueryContext(ctx, q.String(), args...)
+	rows, err := s.query(ctx, q.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
@@ -221,7 +251,7 @@ func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*
 // store than the one it was started with.
 func (s *Store) HasEvents(ctx context.Context) (bool, error) {
 	var n int
-	if err := s.read.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM events)").Scan(&n); err != nil {
+	if err := s.queryRow(ctx, "SELECT EXISTS (SELECT 1 FROM events)").Scan(&n); err != nil {
 		return false, fmt.Errorf("check for events: %w", err)
 	}
 	return n == 1, nil

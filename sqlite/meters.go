@@ -101,7 +101,7 @@ func (s *Store) DeleteMeter(ctx context.Context, namespace, id string, at time.T
 // is idOrSlug. Deleted meters are not found. ENOTFOUND if there is none.
 func (s *Store) FindMeter(ctx context.Context, namespace, idOrSlug string) (*odometer.Meter, error) {
 	// A slug may look like an ID; the ID wins.
-	rows, err := s.read.QueryContext(ctx, `SELECT `+meterColumns+` FROM meters
+	rows, err := s.query(ctx, `SELECT `+meterColumns+` FROM meters
 		WHERE namespace = ? AND deleted_at IS NULL AND (id = ? OR slug = ?)
 		ORDER BY id = ? DESC LIMIT 1`, namespace, idOrSlug, idOrSlug, idOrSlug)
 	if err != nil {
@@ -120,7 +120,7 @@ func (s *Store) FindMeter(ctx context.Context, namespace, idOrSlug string) (*odo
 // ListMeters returns the namespace's meters that are not deleted, ordered by
 // slug; an empty, non-nil slice if there are none.
 func (s *Store) ListMeters(ctx context.Context, namespace string) ([]*odometer.Meter, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+meterColumns+` FROM meters
+	rows, err := s.query(ctx, `SELECT `+meterColumns+` FROM meters
 		WHERE namespace = ? AND deleted_at IS NULL ORDER BY slug`, namespace)
 	if err != nil {
 		return nil, fmt.Errorf("list meters: %w", err)

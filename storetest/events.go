@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -110,6 +111,125 @@ func testAllOrNothing(t *testing.T, s odometer.Store) {
 	// Nor in the dedup index: the events are new.
 	if got := mustAppend(t, s, e1, e2); !slices.Equal(got, outcomes(acc, acc)) {
 		t.Fatalf("append after a failed append: %v, want [accepted accepted]", got)
+	}
+}
+
+// testLateWatermark checks the late watermarks that AppendEvents leaves
+// (odometer.LateMarks): one per (namespace, type, subject) of an event
+// accepted more than odometer.LateAfter after its time, at the append's
+// time, committed with the events and only with them. Each case uses its
+// own subject: a store may skip rewriting a watermark it wrote less than a
+// minute before.
+func testLateWatermark(t *testing.T, s odometer.Store) {
+	ctx := t.Context()
+	watermark := func(ns, typ, subject string) time.Time {
+		t.Helper()
+		at, err := s.LateWatermark(ctx, ns, typ, subject)
+		if err != nil {
+			t.Fatalf("LateWatermark(%q, %q, %q): %v", ns, typ, subject, err)
+		}
+		if !at.IsZero() && at.Location() != time.UTC {
+			t.Errorf("LateWatermark(%q, %q, %q) = %v, not in UTC", ns, typ, subject, at)
+		}
+		return at
+	}
+	wantNone := func(what, ns, typ, subject string) {
+		t.Helper()
+		if at := watermark(ns, typ, subject); !at.IsZero() {
+			t.Errorf("%s: LateWatermark(%q, %q, %q) = %v, want none (zero time)", what, ns, typ, subject, at)
+		}
+	}
+	now := func() time.Time { return time.Now().UTC().Truncate(odometer.TimePrecision) }
+	// event returns an event of type tokens received at ingestedAt, late
+	// by age.
+	event := func(ns, id, subject string, ingestedAt time.Time, age time.Duration) odometer.Event {
+		e := ev(ns, "src", id, "tokens", subject, ingestedAt.Add(-age), `{"v":1}`)
+		e.IngestedAt = ingestedAt
+		return e
+	}
+
+	// (a) Nothing appended.
+	wantNone("empty store", "ns", "tokens", "late")
+
+	// (b) On time: no watermark.
+	if got := mustAppend(t, s, event("ns", "on-time", "on-time", now(), 0)); !slices.Equal(got, outcomes(acc)) {
+		t.Fatalf("append on-time event: %v, want [accepted]", got)
+	}
+	wantNone("after an on-time event", "ns", "tokens", "on-time")
+
+	// (c) Late: a watermark at the append's time, for exactly that key.
+	ingestedAt := now()
+	late := event("ns", "late", "late", ingestedAt, 2*time.Hour)
+	if got := mustAppend(t, s, late); !slices.Equal(got, outcomes(acc)) {
+		t.Fatalf("append late event: %v, want [accepted]", got)
+	}
+	after := time.Now()
+	mark := watermark("ns", "tokens", "late")
+	if mark.Before(ingestedAt.Add(-time.Second)) || mark.After(after.Add(time.Second)) {
+		t.Errorf("after a late event ingested at %v: watermark %v, want about the append's time (%v .. %v)",
+			ingestedAt, mark, ingestedAt, after)
+	}
+	wantNone("late event of another subject", "ns", "tokens", "other")
+	wantNone("late event of another type", "ns", "other.type", "late")
+	wantNone("late event in another namespace", "ns2", "tokens", "late")
+
+	// (d) Duplicates leave no watermark: a retry of the late event, received
+	// later, does not move it; nor does a late repeat, within one call, of
+	// an identity accepted on time.
+	retry := late
+	retry.IngestedAt = ingestedAt.Add(24 * time.Hour)
+	if got := mustAppend(t, s, retry); !slices.Equal(got, outcomes(dup)) {
+		t.Fatalf("append retry of the late event: %v, want [duplicate]", got)
+	}
+	if got := watermark("ns", "tokens", "late"); !got.Equal(mark) {
+		t.Errorf("a duplicate moved the watermark from %v to %v", mark, got)
+	}
+	first := event("ns", "dup-in-call", "dup-in-call", now(), 0)
+	repeat := first
+	repeat.Time = first.Time.Add(-2 * time.Hour)
+	if got := mustAppend(t, s, first, repeat); !slices.Equal(got, outcomes(acc, dup)) {
+		t.Fatalf("append [on time, late repeat]: %v, want [accepted duplicate]", got)
+	}
+	wantNone("a late duplicate within the call", "ns", "tokens", "dup-in-call")
+
+	// (e) A failed append writes no watermark, and does not keep the store
+	// from writing it when the events are appended again.
+	failed := event("ns", "failed", "failed", now(), 2*time.Hour)
+	bad := event("ns", "failed-bad", "failed", now(), 2*time.Hour)
+	bad.Data = json.RawMessage(`{"v":`)
+	if out, err := s.AppendEvents(ctx, []odometer.Event{failed, bad}); err == nil {
+		t.Fatalf("AppendEvents with invalid JSON data succeeded: %v", out)
+	}
+	wantNone("after a failed append", "ns", "tokens", "failed")
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if out, err := s.AppendEvents(cancelled, []odometer.Event{failed}); err == nil {
+		t.Fatalf("AppendEvents with a cancelled context succeeded: %v", out)
+	}
+	wantNone("after a cancelled append", "ns", "tokens", "failed")
+	ingestedAt = now()
+	failed.IngestedAt = ingestedAt
+	if got := mustAppend(t, s, failed); !slices.Equal(got, outcomes(acc)) {
+		t.Fatalf("append after the failed append: %v, want [accepted]", got)
+	}
+	if got := watermark("ns", "tokens", "failed"); got.Before(ingestedAt.Add(-time.Second)) {
+		t.Errorf("append after failed appends: watermark %v, want about %v", got, ingestedAt)
+	}
+
+	// (f) Received in the future: the watermark is the ingestion time, and
+	// a later late event received earlier does not lower it.
+	future := now().Add(48 * time.Hour)
+	if got := mustAppend(t, s, event("ns", "future", "future", future, 2*time.Hour)); !slices.Equal(got, outcomes(acc)) {
+		t.Fatalf("append event received in the future: %v, want [accepted]", got)
+	}
+	if got := watermark("ns", "tokens", "future"); !got.Equal(future) {
+		t.Errorf("late event received at %v: watermark %v, want the ingestion time", future, got)
+	}
+	if got := mustAppend(t, s, event("ns", "future-2", "future", now(), 2*time.Hour)); !slices.Equal(got, outcomes(acc)) {
+		t.Fatalf("append late event: %v, want [accepted]", got)
+	}
+	if got := watermark("ns", "tokens", "future"); !got.Equal(future) {
+		t.Errorf("after an earlier late append: watermark %v, want it kept at %v", got, future)
 	}
 }
 

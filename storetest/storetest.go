@@ -39,6 +39,8 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"AppendEvents/Dedup", testDedup},
 		{"AppendEvents/AllOrNothing", testAllOrNothing},
 		{"AppendEvents/Concurrent", testConcurrentAppend},
+		{"AppendEvents/LateWatermark", testLateWatermark},
+		{"Usage/Rollups", testUsageRollups},
 		{"ListEvents/RoundTrip", testRoundTrip},
 		{"ListEvents/Filters", testListFilters},
 		{"ListEvents/TieOrder", testListTieOrder},

@@ -27,6 +27,7 @@ import (
 //	log: {level: info, format: text}
 //	limits: {maxBodyBytes: 16MiB, maxBatchEvents: 10000, futureSkew: 24h, maxAge: 0}
 //	ingest: {commitBatchEvents: 20000, queueEvents: 200000}
+//	usageCacheHours: 500000
 //	meters:
 //	  - slug: tokens
 //	    eventType: prompt
@@ -55,7 +56,8 @@ type fileConfig struct {
 		CommitBatchEvents *scalar `yaml:"commitBatchEvents"`
 		QueueEvents       *scalar `yaml:"queueEvents"`
 	} `yaml:"ingest"`
-	Meters []configMeter `yaml:"meters"`
+	UsageCacheHours *scalar       `yaml:"usageCacheHours"`
+	Meters          []configMeter `yaml:"meters"`
 }
 
 // configMeter is a meter definition, with the field names of the API.
@@ -157,6 +159,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"max-age", "limits.maxAge", fc.Limits.MaxAge},
 		{"commit-batch-events", "ingest.commitBatchEvents", fc.Ingest.CommitBatchEvents},
 		{"queue-events", "ingest.queueEvents", fc.Ingest.QueueEvents},
+		{"usage-cache-hours", "usageCacheHours", fc.UsageCacheHours},
 	} {
 		if s.v != nil {
 			lc.settings[s.flag] = setting{key: s.key, value: s.v.value, line: s.v.line}

@@ -131,7 +131,7 @@ meters:
 	}
 
 	// A group-by key that a feature filters on cannot be dropped.
-	svc := ledger.New(store, func() time.Time { return t3 })
+	svc := ledger.New(store, func() time.Time { return t3 }, nil)
 	if _, err := svc.CreateFeature(ctx, "default", ledger.FeatureInput{Key: "eu", Meter: "tokens",
 		MeterGroupByFilters: map[string]string{"region": "eu"}}); err != nil {
 		t.Fatal(err)

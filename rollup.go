@@ -188,7 +188,7 @@ func (v *UsageView) querySubject(ctx context.Context, a *usageAgg, subject strin
 			e = nil // computed before the subject's last late event
 		}
 		if e == nil {
-			f := &hourFill{key: k, groups: map[string]*group{}}
+			f := &hourFill{key: k}
 			for h := range s.hours() {
 				a.fill[f.key.hour+h] = f
 			}
@@ -302,6 +302,9 @@ func (f *hourFill) add(m *CompiledMeter, key []byte, val Decimal, e *ScannedEven
 	}
 	g := f.groups[string(key)]
 	if g == nil {
+		if f.groups == nil {
+			f.groups = map[string]*group{} // most hours of most subjects have no events
+		}
 		g = &group{vals: make([]*string, len(m.groupKeys))}
 		for i, k := range m.groupKeys {
 			if v, ok := m.groupPaths[k].Text(e.Data); ok {

@@ -103,8 +103,13 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 	out := make([]odometer.Outcome, len(events))
 	// Repeats within the call are adjacent after the sort; the first of each
 	// is looked up, the others are duplicates of it.
+	// The identity filter settles most new identities without a lookup.
 	lookup := b.lookup[:0]
 	var prev []byte
+	filter := l.filter
+	if !filter.ready.Load() {
+		filter = nil
+	}
 	for _, i := range b.order {
 		k := key(b.dedup[i])
 		if prev != nil && bytes.Equal(k, prev) {
@@ -112,6 +117,10 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 			continue
 		}
 		prev = k
+		if filter != nil && !filter.mayContain(k) {
+			out[i] = odometer.Accepted
+			continue
+		}
 		lookup = append(lookup, i)
 	}
 	b.lookup = lookup
@@ -223,5 +232,13 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 	}
 	l.seq = seq
 	l.late.Written(marks)
+	for i := range events {
+		if out[i] == odometer.Accepted {
+			l.filter.add(key(b.dedup[i]))
+		}
+	}
+	if l.filter.full() {
+		l.startFilter()
+	}
 	return out, nil
 }

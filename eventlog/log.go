@@ -47,6 +47,12 @@ type Log struct {
 	seq  uint64 // the last sequence number used; 0 for an empty log
 	ap   appendBuffers
 	late odometer.LateMarks // the late watermarks appends write
+
+	// filter answers "certainly new" for most new identities (filter.go);
+	// a background scan fills it, which Close cancels and waits for.
+	filter       *identityFilter
+	filterCancel context.CancelFunc
+	filterDone   sync.WaitGroup
 }
 
 var _ odometer.EventStore = (*Log)(nil)
@@ -73,6 +79,9 @@ func Open(dir string) (*Log, error) {
 		db.Close()
 		return nil, fmt.Errorf("open event log %s: %w", dir, err)
 	}
+	l.mu.Lock()
+	l.startFilter()
+	l.mu.Unlock()
 	return l, nil
 }
 
@@ -202,6 +211,10 @@ func (l *Log) Close() error {
 	if l.closed.Swap(true) {
 		return nil
 	}
+	if l.filterCancel != nil {
+		l.filterCancel()
+	}
+	l.filterDone.Wait() // its snapshot must be closed before the database
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("close event log: %w", err)
 	}

@@ -57,6 +57,9 @@ type clientStats struct {
 	errors    map[string]int64
 	empty     int64 // query mode: responses with no rows
 	rows      int64 // query mode: rows in all responses
+	// first holds the latencies of query mode's first query of each
+	// subject in the run; latencies holds them too.
+	first []time.Duration
 }
 
 func (s *clientStats) fail(key string) {

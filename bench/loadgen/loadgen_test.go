@@ -160,8 +160,18 @@ func TestQueryWindow(t *testing.T) {
 // query's parameters.
 func TestQueryAgainstFake(t *testing.T) {
 	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
+		// The first query of a subject is slow, as an uncached one is.
+		mu.Lock()
+		first := !seen[q.Get("subject")]
+		seen[q.Get("subject")] = true
+		mu.Unlock()
+		if first {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if r.URL.Path != "/api/v1/meters/tokens/query" || q.Get("windowSize") != "DAY" || q.Get("groupBy") != "model" ||
 			q.Get("windowTimeZone") != "UTC" || !strings.HasPrefix(q.Get("subject"), "customer-") || q.Get("from") == "" || q.Get("to") == "" {
 			http.Error(w, "unexpected query "+r.URL.String(), http.StatusBadRequest)
@@ -172,7 +182,8 @@ func TestQueryAgainstFake(t *testing.T) {
 	}))
 	defer srv.Close()
 	var out bytes.Buffer
-	err := run(t.Context(), []string{"--url", srv.URL, "--mode", "query", "--clients", "2", "--duration", "200ms", "--json"}, &out, io.Discard)
+	err := run(t.Context(), []string{"--url", srv.URL, "--mode", "query", "--clients", "2", "--duration", "300ms",
+		"--subjects", "5", "--json"}, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +193,10 @@ func TestQueryAgainstFake(t *testing.T) {
 	}
 	if rep.Requests == 0 || rep.AvgRows != 2 || rep.EmptyResults != 0 || len(rep.Errors) != 0 {
 		t.Fatalf("unexpected report %s", out.Bytes())
+	}
+	if rep.FirstQueries != int64(len(seen)) || rep.FirstP50Ms < 20 || rep.Requests <= rep.FirstQueries {
+		t.Fatalf("first queries: %d (%.3f ms median), %d requests; the server saw %d subjects",
+			rep.FirstQueries, rep.FirstP50Ms, rep.Requests, len(seen))
 	}
 }
 

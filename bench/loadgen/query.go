@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,6 +47,7 @@ func runQueries(ctx context.Context, hc *http.Client, c *config, stderr io.Write
 	stats := make([]clientStats, c.Clients)
 	start := time.Now()
 	deadline := start.Add(c.Duration)
+	asked := make([]atomic.Bool, c.Subjects)
 	var wg sync.WaitGroup
 	for i := range stats {
 		st := &stats[i]
@@ -85,6 +87,9 @@ func runQueries(ctx context.Context, hc *http.Client, c *config, stderr io.Write
 					continue
 				}
 				st.latencies = append(st.latencies, lat)
+				if !asked[s].Swap(true) {
+					st.first = append(st.first, lat)
+				}
 				st.requests++
 				rows := int64(bytes.Count(buf.Bytes(), []byte(`"windowStart"`)))
 				st.rows += rows

@@ -45,8 +45,14 @@ type report struct {
 	Retries      int64  `json:"retries"`
 	// EmptyResults counts query responses without rows; AvgRows is the mean
 	// number of rows per query response.
-	EmptyResults int64            `json:"empty_results"`
-	AvgRows      float64          `json:"avg_rows"`
+	EmptyResults int64   `json:"empty_results"`
+	AvgRows      float64 `json:"avg_rows"`
+	// FirstQueries counts query mode's first queries of a subject in the
+	// run; FirstP50Ms and RepeatP50Ms split the median between those and
+	// the later ones, which the server's usage cache may answer.
+	FirstQueries int64            `json:"first_queries"`
+	FirstP50Ms   float64          `json:"first_p50_ms"`
+	RepeatP50Ms  float64          `json:"repeat_p50_ms"`
 	Errors       map[string]int64 `json:"errors"`
 }
 
@@ -56,11 +62,12 @@ func newReport(c *config, elapsed time.Duration, stats []clientStats) *report {
 	if c.Mode == "query" {
 		r.Batch = 0
 	}
-	var lat []time.Duration
+	var lat, first []time.Duration
 	var size int64
 	for i := range stats {
 		s := &stats[i]
 		lat = append(lat, s.latencies...)
+		first = append(first, s.first...)
 		r.Requests += s.requests
 		r.Events += s.events
 		size += s.bytes
@@ -84,6 +91,22 @@ func newReport(c *config, elapsed time.Duration, stats []clientStats) *report {
 	r.P90Ms = ms(percentile(lat, 0.90))
 	r.P99Ms = ms(percentile(lat, 0.99))
 	r.MaxMs = ms(percentile(lat, 1))
+	if c.Mode == "query" {
+		r.FirstQueries = int64(len(first))
+		slices.Sort(first)
+		r.FirstP50Ms = ms(percentile(first, 0.50))
+		repeat := make([]time.Duration, 0, len(lat))
+		// Remove the first queries from the sorted whole, one match each.
+		j := 0
+		for _, d := range lat {
+			if j < len(first) && first[j] == d {
+				j++
+				continue
+			}
+			repeat = append(repeat, d)
+		}
+		r.RepeatP50Ms = ms(percentile(repeat, 0.50))
+	}
 	return r
 }
 

@@ -74,3 +74,48 @@ func Example() {
 	// accepted=2 duplicate=0
 	// acme 0.3
 }
+
+// A Recorder keeps recorded usage on local disk until the server has
+// acknowledged it, through outages and restarts of either side.
+func ExampleRecorder() {
+	url, stop := exampleServer()
+	defer stop()
+	ctx := context.Background()
+	c := client.New(url)
+	if _, err := c.CreateMeter(ctx, client.MeterCreate{
+		Slug: "tokens", EventType: "prompt", Aggregation: "SUM", ValueProperty: "$.tokens",
+	}); err != nil {
+		log.Fatal(err)
+	}
+
+	spool, err := os.MkdirTemp("", "odometer-spool") // in an application: a directory that persists
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(spool)
+	rec, err := client.NewRecorder(c, client.RecorderConfig{Dir: spool})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Record returns once the events are on disk; the ID and time are set
+	// here when missing, so a resend is never counted twice.
+	for range 3 {
+		if err := rec.Record(ctx, client.Event{Type: "prompt", Subject: "acme", Data: json.RawMessage(`{"tokens": 0.1}`)}); err != nil {
+			log.Fatal(err) // e.g. client.ErrSpoolFull: nothing is dropped silently
+		}
+	}
+	// Close delivers what is left, until its deadline.
+	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rec.Close(closeCtx); err != nil {
+		log.Fatal(err)
+	}
+
+	usage, err := c.QueryMeter(ctx, "tokens", client.Query{Subjects: []string{"acme"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(usage.Data[0].Value)
+	// Output:
+	// 0.3
+}

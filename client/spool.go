@@ -33,16 +33,27 @@ type spool struct {
 	maxBytes int64 // bound on unacknowledged bytes; 0: none
 	segBytes int64 // a new segment starts once the current one exceeds this
 
-	// Lock order: syncMu before mu.
-	mu    sync.Mutex // guards the fields below
-	f     *os.File   // the segment being appended to
-	head  spoolPos   // where the next record goes
-	acked spoolPos   // everything before it is delivered
-	used  int64      // bytes from acked to head
-	err   error      // a failed write or sync: the spool is unusable
+	mu     sync.Mutex // guards the fields below
+	head   spoolPos   // where the next record goes
+	synced spoolPos   // everything before it is durable: what readers see
+	acked  spoolPos   // everything before it is delivered
+	used   int64      // bytes from acked to head
+	err    error      // a failed write or sync: the spool is unusable
+	closed bool
 
-	syncMu sync.Mutex // one fsync at a time; waiters share the next one
-	synced spoolPos   // everything before it is durable; guarded by syncMu
+	// Appends go through one committer goroutine, which writes and fsyncs
+	// whatever has queued since its last fsync in one go: group commit
+	// without a convoy of callers on a lock.
+	f    *os.File // the segment being appended to; the committer's
+	reqs chan *appendReq
+	quit chan struct{}
+	done chan struct{}
+}
+
+// appendReq is one append waiting for the committer.
+type appendReq struct {
+	buf  []byte // framed records
+	done chan error
 }
 
 // spoolPos is a position in the spool: a segment and an offset in it.
@@ -77,10 +88,12 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: segBytes}
+	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: segBytes,
+		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", dir, err)
 	}
+	go s.commit()
 	return s, nil
 }
 
@@ -206,7 +219,7 @@ func readRecord(r io.Reader, buf *[]byte) (int64, error) {
 }
 
 // openSegment opens segment seg for appending at off, cutting off what
-// follows. s.mu must be held (or s not yet shared).
+// follows. Only recover and the committer call it.
 func (s *spool) openSegment(seg uint64, off int64) error {
 	f, err := os.OpenFile(filepath.Join(s.dir, segName(seg)), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -225,7 +238,9 @@ func (s *spool) openSegment(seg uint64, off int64) error {
 		return err
 	}
 	s.f = f
-	s.synced = spoolPos{seg, off}
+	s.mu.Lock()
+	s.head, s.synced = spoolPos{seg, off}, spoolPos{seg, off}
+	s.mu.Unlock()
 	return nil
 }
 
@@ -246,77 +261,120 @@ func (s *spool) append(records [][]byte) error {
 		buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(r, castagnoli))
 		buf = append(buf, r...)
 	}
+	req := &appendReq{buf: buf, done: make(chan error, 1)}
+	select {
+	case s.reqs <- req:
+	case <-s.quit:
+		return errors.New("spool is closed")
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-s.done:
+		// The committer stopped; it answers every request it took.
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return errors.New("spool is closed")
+		}
+	}
+}
 
-	s.mu.Lock()
-	if s.head.off > 0 && s.head.off+size > s.segBytes {
-		// Rotating closes the file a sync may be using: take the locks in
-		// order and check again.
-		s.mu.Unlock()
-		s.syncMu.Lock()
-		s.mu.Lock()
-		if s.err == nil && s.head.off > 0 && s.head.off+size > s.segBytes {
-			if err := s.rotate(); err != nil {
-				s.err = fmt.Errorf("spool: start a new segment: %w", err)
+// maxGroupBytes bounds what one write and fsync of the committer carries.
+const maxGroupBytes = 8 << 20
+
+// commit is the committer: it takes every queued append, refuses those
+// that would overfill the spool, writes the rest with one write and one
+// fsync, and then answers them all.
+func (s *spool) commit() {
+	defer close(s.done)
+	var group []*appendReq
+	var buf []byte
+	for {
+		var req *appendReq
+		select {
+		case req = <-s.reqs:
+		case <-s.quit:
+			// Answer whoever is still queued.
+			for {
+				select {
+				case req := <-s.reqs:
+					req.done <- errors.New("spool is closed")
+				default:
+					return
+				}
 			}
 		}
-		s.syncMu.Unlock()
-	}
-	if s.err != nil {
+		group, buf = group[:0], buf[:0]
+		s.mu.Lock()
+		err, used := s.err, s.used
 		s.mu.Unlock()
+		for {
+			switch {
+			case err != nil:
+				req.done <- err
+			case s.maxBytes > 0 && used+int64(len(req.buf)) > s.maxBytes:
+				req.done <- fmt.Errorf("%w: %d bytes waiting, limit %d", errSpoolFull, used, s.maxBytes)
+			default:
+				group = append(group, req)
+				buf = append(buf, req.buf...)
+				used += int64(len(req.buf))
+			}
+			if len(buf) >= maxGroupBytes {
+				break
+			}
+			select {
+			case req = <-s.reqs:
+				continue
+			default:
+			}
+			break
+		}
+		if len(group) == 0 {
+			continue
+		}
+		err = s.write(buf)
+		for _, r := range group {
+			r.done <- err
+		}
+	}
+}
+
+// write appends buf (whole records) to the current segment, starting the
+// next segment first if buf would overfill it, and fsyncs.
+func (s *spool) write(buf []byte) error {
+	s.mu.Lock()
+	head := s.head
+	s.mu.Unlock()
+	fail := func(what string, err error) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.err = fmt.Errorf("spool: %s: %w", what, err)
 		return s.err
 	}
-	if s.maxBytes > 0 && s.used+size > s.maxBytes {
-		s.mu.Unlock()
-		return fmt.Errorf("%w: %d bytes waiting, limit %d", errSpoolFull, s.used, s.maxBytes)
+	if head.off > 0 && head.off+int64(len(buf)) > s.segBytes {
+		if err := errors.Join(s.f.Sync(), s.f.Close()); err != nil {
+			return fail("finish a segment", err)
+		}
+		if err := s.openSegment(head.seg+1, 0); err != nil {
+			return fail("start a new segment", err)
+		}
+		head = spoolPos{head.seg + 1, 0}
 	}
 	if _, err := s.f.Write(buf); err != nil {
 		// The bytes may be partly written; later records would follow
 		// garbage, so the spool stops here. Open cuts the tail off.
-		s.err = fmt.Errorf("spool: write: %w", err)
-		s.mu.Unlock()
-		return s.err
+		return fail("write", err)
 	}
-	s.head.off += size
-	s.used += size
-	mine := s.head
-	s.mu.Unlock()
-	return s.sync(mine)
-}
-
-// rotate syncs and closes the current segment and starts the next.
-// s.syncMu and s.mu must be held.
-func (s *spool) rotate() error {
 	if err := s.f.Sync(); err != nil {
-		return err
+		return fail("sync", err)
 	}
-	if err := s.f.Close(); err != nil {
-		return err
-	}
-	s.head = spoolPos{s.head.seg + 1, 0}
-	return s.openSegment(s.head.seg, 0)
-}
-
-// sync returns once everything up to pos is durable: the first caller to
-// arrive syncs for everyone who wrote before it.
-func (s *spool) sync(pos spoolPos) error {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	if !s.synced.less(pos) {
-		return nil // an earlier sync covered it
-	}
+	head.off += int64(len(buf))
 	s.mu.Lock()
-	f, head, err := s.f, s.head, s.err
+	s.head, s.synced = head, head
+	s.used += int64(len(buf))
 	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		s.mu.Lock()
-		s.err = fmt.Errorf("spool: sync: %w", err)
-		s.mu.Unlock()
-		return s.err
-	}
-	s.synced = head
 	return nil
 }
 
@@ -324,9 +382,9 @@ func (s *spool) sync(pos spoolPos) error {
 // but at least one), and the position after them. It sees every record
 // whose append returned.
 func (s *spool) read(pos spoolPos, max int, maxBytes int) ([][]byte, spoolPos, error) {
-	s.syncMu.Lock()
+	s.mu.Lock()
 	head := s.synced
-	s.syncMu.Unlock()
+	s.mu.Unlock()
 	var out [][]byte
 	total := 0
 	for len(out) < max && pos.less(head) {
@@ -412,21 +470,19 @@ func (s *spool) ack(pos spoolPos) error {
 	return nil
 }
 
-// close syncs and closes the current segment.
+// close stops the committer, answering queued appends with an error, and
+// closes the current segment (every completed append was fsynced).
 func (s *spool) close() error {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.f == nil {
+	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	err := errors.Join(s.f.Sync(), s.f.Close())
-	s.f = nil
-	if s.err == nil {
-		s.err = errors.New("spool is closed")
-	}
-	return err
+	s.closed = true
+	s.mu.Unlock()
+	close(s.quit)
+	<-s.done
+	return s.f.Close()
 }
 
 // writeFileSync replaces path with b durably: a temporary file, fsynced,

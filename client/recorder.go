@@ -34,6 +34,15 @@ type RecorderConfig struct {
 	Source string
 	// Logger receives failed sends and dead-lettered events; nil: discard.
 	Logger *slog.Logger
+	// OnOutcome, if set, is called by the sender with each event's final
+	// outcome: delivered (the server acknowledged it as accepted or
+	// duplicate) or dead-lettered with the reason. An event acknowledged
+	// just before the application crashed may be reported again, as
+	// delivered, after the restart.
+	OnOutcome func(event json.RawMessage, delivered bool, reason string)
+	// OnRetry, if set, is called after each failed send of events that
+	// will be sent again.
+	OnRetry func(events int, err error)
 }
 
 // ErrSpoolFull is returned (wrapped) by Record when the spool holds
@@ -202,6 +211,9 @@ func (r *Recorder) run() {
 			wait = min(p.RetryAfter, r.cfg.MaxBackoff)
 		}
 		r.cfg.Logger.Warn("odometer recorder: send failed; retrying", "err", err, "events", len(recs), "retryIn", wait)
+		if r.cfg.OnRetry != nil {
+			r.cfg.OnRetry(len(recs), err)
+		}
 		select {
 		case <-time.After(wait):
 		case <-r.ctx.Done():
@@ -220,6 +232,11 @@ func (r *Recorder) deliver(recs [][]byte) error {
 	for len(batch) > 0 {
 		_, err := r.c.IngestRaw(r.ctx, batch)
 		if err == nil {
+			if r.cfg.OnOutcome != nil {
+				for _, e := range batch {
+					r.cfg.OnOutcome(e, true, "")
+				}
+			}
 			return nil
 		}
 		p := AsProblem(err)
@@ -298,5 +315,8 @@ func (r *Recorder) deadLetter(event json.RawMessage, status int, reason string) 
 	}
 	r.cfg.Logger.Error("odometer recorder: the server rejected an event; moved to the dead-letter file",
 		"file", filepath.Join(r.cfg.Dir, DeadLetterFile), "status", status, "reason", reason)
+	if r.cfg.OnOutcome != nil {
+		r.cfg.OnOutcome(event, false, reason)
+	}
 	return nil
 }

@@ -27,7 +27,10 @@ import (
 // handles a request and then loses the answer.
 type outageServer struct {
 	*client.Client
-	down  atomic.Bool
+	url  string
+	down atomic.Bool
+	// hard makes down mean down: no request reaches the API.
+	hard  atomic.Bool
 	posts atomic.Int64 // ingestion requests that reached the API
 }
 
@@ -48,7 +51,11 @@ func newOutageServer(t *testing.T) *outageServer {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.down.Load() {
-			switch n.Add(1) % 3 {
+			k := n.Add(1) % 3
+			if k == 1 && s.hard.Load() {
+				k = 0
+			}
+			switch k {
 			case 1:
 				// The request is handled (events committed) but the answer
 				// is lost.
@@ -75,6 +82,7 @@ func newOutageServer(t *testing.T) *outageServer {
 	}))
 	t.Cleanup(srv.Close)
 	s.Client = client.New(srv.URL, client.WithHTTPClient(srv.Client()))
+	s.url = srv.URL
 	return s
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -269,5 +270,88 @@ func TestRecorderSpoolFull(t *testing.T) {
 	}
 	if recorded == 0 || recorded == 1000 {
 		t.Fatalf("recorded %d events into a 4 KiB spool before it was full", recorded)
+	}
+}
+
+// The server process's part stopped and started again on the same address
+// and database while the application records: nothing is lost or counted
+// twice.
+func TestRecorderServerRestart(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	var addr string
+	var stop func()
+	start := func() {
+		store, err := sqlite.Open(dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ingest.New(store, ingest.Config{}, nil)
+		h, err := api.NewHandler(api.Config{Store: store, Ingester: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		network := "127.0.0.1:0"
+		if addr != "" {
+			network = addr
+		}
+		var ln net.Listener
+		for range 100 { // the port can take a moment to be free again
+			if ln, err = net.Listen("tcp", network); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = ln.Addr().String()
+		srv := &http.Server{Handler: h}
+		go srv.Serve(ln)
+		stop = func() {
+			srv.Close()
+			b.Close(context.Background())
+			store.Close()
+		}
+	}
+	start()
+	c := client.New("http://" + addr)
+	setupMeters(t, c)
+	r := newRecorder(t, c, t.TempDir())
+	// Record in rounds of 50 until the server has been restarted twice.
+	restarted := make(chan struct{})
+	var wg sync.WaitGroup
+	var rounds int
+	wg.Go(func() {
+		for {
+			recordMany(t, r, 50)
+			rounds++
+			select {
+			case <-restarted:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	for range 2 {
+		time.Sleep(20 * time.Millisecond)
+		stop()
+		time.Sleep(30 * time.Millisecond)
+		start()
+	}
+	close(restarted)
+	wg.Wait()
+	t.Cleanup(func() { stop() })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := 50 * rounds
+	if sum, n := total(t, c); sum != fmt.Sprint(want/10) || n != want {
+		t.Fatalf("the server counted %s tokens in %d events; want %d in %d", sum, n, want/10, want)
+	}
+	if rounds < 10 {
+		t.Fatalf("only %d rounds were recorded across the restarts", rounds)
 	}
 }

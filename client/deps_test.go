@@ -44,3 +44,30 @@ func TestDeps(t *testing.T) {
 		}
 	}
 }
+
+// TestBillingDeps keeps the server and databases out of client/billing,
+// which may use Prometheus (its metrics are part of its API).
+func TestBillingDeps(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go command not found")
+	}
+	const pkg = "github.com/odometerhq/odometer/client/billing"
+	out, err := exec.Command(goBin, "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) == 0 {
+		t.Fatal("go list -deps printed nothing")
+	}
+	for _, dep := range deps {
+		switch {
+		case dep == pkg, dep == "github.com/odometerhq/odometer/client":
+		case strings.HasPrefix(dep, "github.com/odometerhq/odometer"),
+			dep == "database/sql", strings.HasPrefix(dep, "github.com/mattn/"), strings.HasPrefix(dep, "github.com/jackc/"),
+			strings.HasPrefix(dep, "github.com/cockroachdb/"), strings.HasPrefix(dep, "modernc.org/"):
+			t.Errorf("client/billing depends on %s", dep)
+		}
+	}
+}

@@ -189,6 +189,38 @@ func (x Decimal) QuoRound(y Decimal) Decimal {
 	return z
 }
 
+// integer divides with room for the integer part of any quotient of
+// sums within reach (apd refuses a quotient with more digits).
+var integer = apd.Context{
+	Precision:   1000,
+	MaxExponent: apd.MaxExponent,
+	MinExponent: apd.MinExponent,
+	Traps:       apd.DefaultTraps,
+}
+
+// FloorDiv returns the greatest integer q with q × y ≤ x (for y > 0), and
+// the remainder x − q × y, both exact. It panics if y is not positive.
+func (x Decimal) FloorDiv(y Decimal) (q, rem Decimal) {
+	if y.Sign() <= 0 {
+		panic(fmt.Sprintf("decimal floor division by %s", y))
+	}
+	if _, err := integer.QuoInteger(&q.d, &x.d, &y.d); err != nil {
+		panic(fmt.Sprintf("decimal quo integer %s / %s: %v", x, y, err))
+	}
+	rem = x.Sub(q.Mul(y))
+	if rem.Sign() < 0 { // QuoInteger truncates toward zero
+		q = q.Sub(DecimalFromInt(1))
+		rem = rem.Add(y)
+	}
+	return q, rem
+}
+
+// Int64 returns x as an int64 if it is an integer that fits.
+func (x Decimal) Int64() (int64, bool) {
+	n, err := x.d.Int64()
+	return n, err == nil
+}
+
 // Cmp returns -1, 0 or +1 as x is less than, equal to or greater than y.
 func (x Decimal) Cmp(y Decimal) int { return x.d.Cmp(&y.d) }
 

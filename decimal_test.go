@@ -98,3 +98,26 @@ func TestDecimalJSON(t *testing.T) {
 func contains(s, sub string) bool {
 	return strings.Contains(s, sub)
 }
+
+func TestDecimalFloorDiv(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ x, y, q, rem string }{
+		{"7", "2", "3", "1"},
+		{"-7", "2", "-4", "1"},
+		{"0.5", "0.25", "2", "0.00"},
+		{"100", "36", "2", "28"},
+		{"-0.1", "36", "-1", "35.9"},
+		{"123456789012345678901234567890", "7", "17636684144620811271604938270", "0"},
+	} {
+		q, rem := odometer.MustDecimal(c.x).FloorDiv(odometer.MustDecimal(c.y))
+		if q.Cmp(odometer.MustDecimal(c.q)) != 0 || rem.Cmp(odometer.MustDecimal(c.rem)) != 0 {
+			t.Errorf("FloorDiv(%s, %s) = %s, %s; want %s, %s", c.x, c.y, q, rem, c.q, c.rem)
+		}
+	}
+	if n, ok := odometer.MustDecimal("1E+3").Int64(); !ok || n != 1000 {
+		t.Errorf("Int64(1E+3) = %d, %v", n, ok)
+	}
+	if _, ok := odometer.MustDecimal("1.5").Int64(); ok {
+		t.Error("Int64(1.5) succeeded")
+	}
+}

@@ -1,0 +1,151 @@
+// Package awsmp sends usage records to AWS Marketplace's BatchMeterUsage
+// with the AWS SDK for Go v2, and sorts out what each answer means for
+// each record. It keeps no state: the exporter (not written yet) owns the
+// outbox, retries and bisection; see docs/export-aws.md.
+package awsmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/marketplacemetering"
+	"github.com/aws/aws-sdk-go-v2/service/marketplacemetering/types"
+	"github.com/aws/smithy-go"
+)
+
+// MaxBatch is the most records one BatchMeterUsage call may carry.
+const MaxBatch = 25
+
+// Record is one (customer, dimension, hour) quantity. Exactly one of
+// CustomerIdentifier and CustomerAWSAccountID is set; LicenseArn goes with
+// the account id for license-based products.
+type Record struct {
+	CustomerIdentifier   string
+	CustomerAWSAccountID string
+	LicenseArn           string
+	Dimension            string
+	Hour                 time.Time // the hour's start, sent as the timestamp
+	Quantity             int32
+}
+
+// Status is what AWS said of one record.
+type Status string
+
+const (
+	Accepted              Status = "Success"               // metered; MeteringRecordID set
+	CustomerNotSubscribed Status = "CustomerNotSubscribed" // terminal: never resend
+	DuplicateRecord       Status = "DuplicateRecord"       // terminal: AWS has this (customer, dimension, hour)
+	Unprocessed           Status = "Unprocessed"           // send again, unchanged, after a backoff
+)
+
+// Result is the outcome of Records[i] of a Send.
+type Result struct {
+	Status           Status
+	MeteringRecordID string
+}
+
+// Sender calls BatchMeterUsage for one product.
+type Sender struct {
+	api         *marketplacemetering.Client
+	productCode string
+}
+
+// New returns a Sender. endpoint, when set, replaces the service's
+// endpoint (tests, private endpoints). The SDK's own retries are off: the
+// exporter retries with its outbox, so that every retry sends the same
+// frozen records.
+func New(cfg aws.Config, productCode, endpoint string) *Sender {
+	api := marketplacemetering.NewFromConfig(cfg, func(o *marketplacemetering.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.Retryer = aws.NopRetryer{}
+	})
+	return &Sender{api: api, productCode: productCode}
+}
+
+// Send sends up to MaxBatch records in one call and returns one Result per
+// record, in order. An error means the call as a whole failed: see
+// Retryable and Rejected.
+func (s *Sender) Send(ctx context.Context, recs []Record) ([]Result, error) {
+	if len(recs) == 0 || len(recs) > MaxBatch {
+		return nil, fmt.Errorf("send %d records: a call carries 1 to %d", len(recs), MaxBatch)
+	}
+	in := &marketplacemetering.BatchMeterUsageInput{ProductCode: aws.String(s.productCode)}
+	for _, r := range recs {
+		u := types.UsageRecord{Dimension: aws.String(r.Dimension), Timestamp: aws.Time(r.Hour.UTC()), Quantity: aws.Int32(r.Quantity)}
+		if r.CustomerIdentifier != "" {
+			u.CustomerIdentifier = aws.String(r.CustomerIdentifier)
+		} else {
+			u.CustomerAWSAccountId = aws.String(r.CustomerAWSAccountID)
+			if r.LicenseArn != "" {
+				u.LicenseArn = aws.String(r.LicenseArn)
+			}
+		}
+		in.UsageRecords = append(in.UsageRecords, u)
+	}
+	out, err := s.api.BatchMeterUsage(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("BatchMeterUsage of %d records: %w", len(recs), err)
+	}
+	type key struct {
+		customer, dimension string
+		unix                int64
+	}
+	keyOf := func(u types.UsageRecord) key {
+		c := aws.ToString(u.CustomerIdentifier)
+		if c == "" {
+			c = "account:" + aws.ToString(u.CustomerAWSAccountId)
+		}
+		return key{c, aws.ToString(u.Dimension), aws.ToTime(u.Timestamp).Unix()}
+	}
+	byKey := map[key]Result{}
+	for _, r := range out.Results {
+		if r.UsageRecord == nil {
+			continue
+		}
+		byKey[keyOf(*r.UsageRecord)] = Result{Status: Status(r.Status), MeteringRecordID: aws.ToString(r.MeteringRecordId)}
+	}
+	for _, u := range out.UnprocessedRecords {
+		byKey[keyOf(u)] = Result{Status: Unprocessed}
+	}
+	res := make([]Result, len(recs))
+	for i, u := range in.UsageRecords {
+		r, ok := byKey[keyOf(u)]
+		if !ok {
+			// Not mentioned in the answer: nothing says it was metered.
+			r = Result{Status: Unprocessed}
+		}
+		res[i] = r
+	}
+	return res, nil
+}
+
+// Retryable reports whether a failed call may succeed unchanged later:
+// throttling, AWS's internal errors, 5xx answers and network failures.
+func Retryable(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return !errors.Is(err, context.Canceled) // no answer: a network failure
+	}
+	switch ae.ErrorCode() {
+	case "ThrottlingException", "InternalServiceErrorException":
+		return true
+	}
+	return ae.ErrorFault() == smithy.FaultServer
+}
+
+// Rejected returns the error code when AWS refused the call because of
+// what it carried (e.g. TimestampOutOfBoundsException,
+// InvalidCustomerIdentifierException): sending it again cannot help, but
+// sending its records apart can isolate the bad one.
+func Rejected(err error) (code string, ok bool) {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && !Retryable(err) {
+		return ae.ErrorCode(), true
+	}
+	return "", false
+}

@@ -149,3 +149,61 @@ func Rejected(err error) (code string, ok bool) {
 	}
 	return "", false
 }
+
+// Rejection is the outcome of a record that AWS refused in a call of its
+// own: Code is the error code (e.g. TimestampOutOfBoundsException).
+const Rejection Status = "Rejected"
+
+// Outcome is a record's outcome after SendIsolating: a Result, or a
+// rejection with its code and message.
+type Outcome struct {
+	Result
+	Code, Message string // set when Status is Rejection
+}
+
+// sendFunc is Sender.Send, or a fake in tests.
+type sendFunc func(ctx context.Context, recs []Record) ([]Result, error)
+
+// SendIsolating sends up to MaxBatch records like Send, and when AWS
+// rejects the call for what it carries, sends halves of it apart until
+// each rejected record is alone: the others go through, and each alone
+// rejected record gets a Rejection outcome. A retryable failure of any
+// call stops it and returns the error; records already sent keep their
+// outcomes (done reports which), and sending the rest again later is safe.
+func (s *Sender) SendIsolating(ctx context.Context, recs []Record) (out []Outcome, done []bool, err error) {
+	return sendIsolating(ctx, s.Send, recs)
+}
+
+func sendIsolating(ctx context.Context, send sendFunc, recs []Record) ([]Outcome, []bool, error) {
+	out := make([]Outcome, len(recs))
+	done := make([]bool, len(recs))
+	var walk func(lo, hi int) error
+	walk = func(lo, hi int) error {
+		res, err := send(ctx, recs[lo:hi])
+		if err == nil {
+			for i, r := range res {
+				out[lo+i], done[lo+i] = Outcome{Result: r}, true
+			}
+			return nil
+		}
+		code, rejected := Rejected(err)
+		if !rejected {
+			return err
+		}
+		if hi-lo == 1 {
+			out[lo] = Outcome{Result: Result{Status: Rejection}, Code: code, Message: err.Error()}
+			done[lo] = true
+			return nil
+		}
+		mid := (lo + hi) / 2
+		if err := walk(lo, mid); err != nil {
+			return err
+		}
+		return walk(mid, hi)
+	}
+	if len(recs) == 0 || len(recs) > MaxBatch {
+		return nil, nil, fmt.Errorf("send %d records: a call carries 1 to %d", len(recs), MaxBatch)
+	}
+	err := walk(0, len(recs))
+	return out, done, err
+}

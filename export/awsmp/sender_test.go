@@ -204,3 +204,62 @@ func TestSendBatchesAndErrors(t *testing.T) {
 		t.Fatalf("rejected call: %v (code %q)", err, code)
 	}
 }
+
+// A rejected batch is split until the bad records are alone; the others
+// are metered.
+func TestSendIsolating(t *testing.T) {
+	t.Parallel()
+	f := &fakeAWS{decide: func(r wireRecord) (string, string) {
+		if r.Timestamp < float64(hour.Unix()) {
+			return "", "TimestampOutOfBoundsException"
+		}
+		return "Success", ""
+	}}
+	s := newSender(t, f)
+	recs := records(20)
+	recs[3].Hour = hour.Add(-8 * time.Hour)
+	recs[17].Hour = hour.Add(-9 * time.Hour)
+	out, done, err := s.SendIsolating(t.Context(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range out {
+		want := Accepted
+		if i == 3 || i == 17 {
+			want = Rejection
+			if o.Code != "TimestampOutOfBoundsException" {
+				t.Errorf("record %d: code %q", i, o.Code)
+			}
+		}
+		if !done[i] || o.Status != want {
+			t.Errorf("record %d: %+v done=%v, want %s", i, o, done[i], want)
+		}
+	}
+	if len(f.calls) > 1+2*2*5 {
+		t.Errorf("%d calls to isolate 2 records of 20", len(f.calls))
+	}
+
+	// A throttled call stops the walk; what was sent keeps its outcome.
+	var n int
+	var mu sync.Mutex
+	f2 := &fakeAWS{decide: func(r wireRecord) (string, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Timestamp < float64(hour.Unix()) {
+			return "", "TimestampOutOfBoundsException"
+		}
+		if r.CustomerIdentifier == "cust-10" {
+			n++
+			return "", "ThrottlingException"
+		}
+		return "Success", ""
+	}}
+	s2 := newSender(t, f2)
+	out, done, err = s2.SendIsolating(t.Context(), recs)
+	if err == nil || !Retryable(err) {
+		t.Fatalf("throttled walk: %v", err)
+	}
+	if !done[0] || out[0].Status != Accepted || done[10] {
+		t.Fatalf("after the throttled walk: record 0 %+v done=%v; record 10 done=%v", out[0], done[0], done[10])
+	}
+}

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,29 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/api/apitest"
 	"github.com/odometerhq/odometer/client"
-	"github.com/odometerhq/odometer/ingest"
-	"github.com/odometerhq/odometer/sqlite"
 )
 
 // newServer starts the real API on a real SQLite store and returns a client
 // for it.
 func newServer(t testing.TB) *client.Client {
 	t.Helper()
-	store, err := sqlite.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := ingest.New(store, ingest.Config{}, nil)
-	t.Cleanup(func() { b.Close(context.Background()) })
-	h, err := api.NewHandler(api.Config{Store: store, Ingester: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := apitest.Server(t)
 	return client.New(srv.URL+"/", client.WithHTTPClient(srv.Client()))
 }
 

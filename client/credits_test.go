@@ -1,18 +1,14 @@
 package client_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/api/apitest"
 	"github.com/odometerhq/odometer/client"
-	"github.com/odometerhq/odometer/ingest"
-	"github.com/odometerhq/odometer/sqlite"
 )
 
 // post sends a JSON body to the real API and decodes the answer.
@@ -35,19 +31,7 @@ func post(t *testing.T, base, path, body string, out any) {
 
 func TestBalanceAndAccess(t *testing.T) {
 	t.Parallel()
-	store, err := sqlite.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := ingest.New(store, ingest.Config{}, nil)
-	t.Cleanup(func() { b.Close(context.Background()) })
-	h, err := api.NewHandler(api.Config{Store: store, Ingester: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := apitest.Server(t)
 	c := client.New(srv.URL)
 	ctx := t.Context()
 

@@ -18,9 +18,8 @@ import (
 	"time"
 
 	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/api/apitest"
 	"github.com/odometerhq/odometer/client"
-	"github.com/odometerhq/odometer/ingest"
-	"github.com/odometerhq/odometer/sqlite"
 )
 
 // outageServer is the real API behind a switch: while down, it drops
@@ -31,23 +30,13 @@ type outageServer struct {
 	url  string
 	down atomic.Bool
 	// hard makes down mean down: no request reaches the API.
-	hard  atomic.Bool
-	posts atomic.Int64 // ingestion requests that reached the API
+	hard atomic.Bool
 }
 
 func newOutageServer(t *testing.T) *outageServer {
 	t.Helper()
-	store, err := sqlite.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := ingest.New(store, ingest.Config{}, nil)
-	t.Cleanup(func() { b.Close(context.Background()) })
-	h, err := api.NewHandler(api.Config{Store: store, Ingester: b})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, stop := apitest.Handler(t, t.TempDir(), api.Limits{})
+	t.Cleanup(stop)
 	s := &outageServer{}
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -75,9 +64,6 @@ func newOutageServer(t *testing.T) *outageServer {
 				conn.Close()
 			}
 			return
-		}
-		if r.Method == http.MethodPost && r.URL.Path == "/api/v1/events" {
-			s.posts.Add(1)
 		}
 		h.ServeHTTP(w, r)
 	}))
@@ -282,20 +268,13 @@ func TestRecorderServerRestart(t *testing.T) {
 	var addr string
 	var stop func()
 	start := func() {
-		store, err := sqlite.Open(dataDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := ingest.New(store, ingest.Config{}, nil)
-		h, err := api.NewHandler(api.Config{Store: store, Ingester: b})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h, stopAPI := apitest.Handler(t, dataDir, api.Limits{})
 		network := "127.0.0.1:0"
 		if addr != "" {
 			network = addr
 		}
 		var ln net.Listener
+		var err error
 		for range 100 { // the port can take a moment to be free again
 			if ln, err = net.Listen("tcp", network); err == nil {
 				break
@@ -310,8 +289,7 @@ func TestRecorderServerRestart(t *testing.T) {
 		go srv.Serve(ln)
 		stop = func() {
 			srv.Close()
-			b.Close(context.Background())
-			store.Close()
+			stopAPI()
 		}
 	}
 	start()

@@ -3,36 +3,21 @@ package billing_test
 import (
 	"context"
 	"flag"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/api/apitest"
 	"github.com/odometerhq/odometer/client"
 	"github.com/odometerhq/odometer/client/billing"
-	"github.com/odometerhq/odometer/ingest"
-	"github.com/odometerhq/odometer/sqlite"
 )
 
 // newServer starts the real API on SQLite with a meter of billing amounts
 // by type.
 func newServer(t *testing.T) (string, *client.Client) {
 	t.Helper()
-	store, err := sqlite.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := ingest.New(store, ingest.Config{}, nil)
-	t.Cleanup(func() { b.Close(context.Background()) })
-	h, err := api.NewHandler(api.Config{Store: store, Ingester: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := apitest.Server(t)
 	c := client.New(srv.URL)
 	if _, err := c.CreateMeter(t.Context(), client.MeterCreate{Slug: "usage", EventType: "billing", Aggregation: "SUM",
 		ValueProperty: "$.amount", GroupBy: map[string]string{"type": "$.amount_type"}}); err != nil {

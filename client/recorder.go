@@ -239,22 +239,13 @@ func (r *Recorder) deliver(recs [][]byte) error {
 			}
 			return nil
 		}
+		// A 400 (invalid events; the server stored none of the batch) or a
+		// 413 (too large) will fail the same way again: set the events it
+		// is about aside. Anything else may pass later: retry.
 		p := AsProblem(err)
-		switch {
-		case p == nil:
-			return err // the server was not reached, or did not answer
-		case p.Status == http.StatusRequestEntityTooLarge && len(batch) > 1:
-			half := len(batch) / 2
-			if err := r.deliver(rawRecords(batch[:half])); err != nil {
-				return err
-			}
-			batch = batch[half:]
-			continue
-		case p.Status != http.StatusBadRequest:
-			return err // overload, outage, authentication: retry later
+		if p == nil || p.Status != http.StatusBadRequest && p.Status != http.StatusRequestEntityTooLarge {
+			return err
 		}
-		// 400: the server names the invalid events; the batch was stored
-		// in no part. Set those aside and send the rest.
 		reasons := map[int][]string{}
 		for _, f := range p.Errors {
 			if f.Index >= 0 && f.Index < len(batch) {
@@ -263,7 +254,7 @@ func (r *Recorder) deliver(recs [][]byte) error {
 		}
 		if len(reasons) == 0 {
 			if len(batch) > 1 {
-				// Not said which: send halves to find out.
+				// Not said which events: send halves to find out.
 				half := len(batch) / 2
 				if err := r.deliver(rawRecords(batch[:half])); err != nil {
 					return err

@@ -333,3 +333,39 @@ func TestRecorderServerRestart(t *testing.T) {
 		t.Fatalf("only %d rounds were recorded across the restarts", rounds)
 	}
 }
+
+// An event too large for the server's body limit, even alone, goes to the
+// dead-letter file instead of blocking the spool; its batch-mates are
+// delivered.
+func TestRecorderTooLarge(t *testing.T) {
+	t.Parallel()
+	h, stop := apitest.Handler(t, t.TempDir(), api.Limits{MaxBodyBytes: 2048})
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close(); stop() })
+	c := client.New(srv.URL)
+	setupMeters(t, c)
+	dir := t.TempDir()
+	r := newRecorder(t, c, dir)
+	small := client.Event{Type: "prompt", Subject: "acme", Data: json.RawMessage(`{"tokens":"1","model":"m"}`)}
+	big := client.Event{ID: "big", Type: "prompt", Subject: "acme",
+		Data: json.RawMessage(`{"tokens":"100","model":"` + strings.Repeat("x", 4000) + `"}`)}
+	if err := r.Record(t.Context(), small, big, small, small); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sum, n := total(t, c); sum != "3" || n != 3 {
+		t.Fatalf("the server counted %s tokens in %d events; want 3 in 3", sum, n)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, client.DeadLetterFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 1 ||
+		!strings.Contains(lines[0], `"id":"big"`) || !strings.Contains(lines[0], `"status":413`) {
+		t.Fatalf("dead letters: %s; want the big event with status 413", b)
+	}
+}

@@ -18,14 +18,15 @@ import (
 
 // appendBuffers are reused by successive appends (under Log.mu).
 type appendBuffers struct {
-	arena  []byte  // every key and value of the batch being built
-	kvs    []kv    // what to write: offsets into arena
-	dedup  []kv    // each event's dedup key, in input order
-	order  []int32 // event indexes, sorted by dedup key
-	lookup []int32 // the events whose identity must be looked up
-	key    []byte  // scratch for keys
-	val    []byte  // scratch for index values
-	rec    []byte  // scratch for records
+	arena  []byte   // every key and value of the batch being built
+	kvs    []kv     // what to write: offsets into arena
+	dedup  []kv     // each event's dedup key, in input order
+	order  []int32  // event indexes, sorted by dedup key
+	lookup []int32  // the events whose identity must be looked up
+	hashes []uint64 // each first-of-its-identity event's filter hash, by index
+	key    []byte   // scratch for keys
+	val    []byte   // scratch for index values
+	rec    []byte   // scratch for records
 }
 
 // kv is one key and its value, as offsets into appendBuffers.arena (which
@@ -104,12 +105,12 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 	// Repeats within the call are adjacent after the sort; the first of each
 	// is looked up, the others are duplicates of it.
 	// The identity filter settles most new identities without a lookup.
+	// Each identity is hashed once, here; the accepted ones are added to
+	// the filter after the commit.
 	lookup := b.lookup[:0]
 	var prev []byte
-	filter := l.filter
-	if !filter.ready.Load() {
-		filter = nil
-	}
+	ready := l.filter.ready.Load()
+	b.hashes = slices.Grow(b.hashes[:0], len(events))[:len(events)]
 	for _, i := range b.order {
 		k := key(b.dedup[i])
 		if prev != nil && bytes.Equal(k, prev) {
@@ -117,7 +118,8 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 			continue
 		}
 		prev = k
-		if filter != nil && !filter.mayContain(k) {
+		b.hashes[i] = l.filter.hash(k)
+		if ready && !l.filter.mayContain(b.hashes[i]) {
 			out[i] = odometer.Accepted
 			continue
 		}
@@ -234,7 +236,7 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 	l.late.Written(marks)
 	for i := range events {
 		if out[i] == odometer.Accepted {
-			l.filter.add(key(b.dedup[i]))
+			l.filter.add(b.hashes[i])
 		}
 	}
 	if l.filter.full() {

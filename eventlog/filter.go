@@ -49,18 +49,21 @@ func newIdentityFilter(capacity int) *identityFilter {
 	return &identityFilter{seed: maphash.MakeSeed(), blocks: make([]filterBlock, nblocks), capacity: capacity}
 }
 
-// probe returns key's block and the first bit position and step of its
-// probes.
-func (f *identityFilter) probe(key []byte) (b *filterBlock, pos, step uint32) {
-	h := maphash.Bytes(f.seed, key)
+// hash returns key's hash for add and mayContain, so that an append
+// hashes each identity once.
+func (f *identityFilter) hash(key []byte) uint64 { return maphash.Bytes(f.seed, key) }
+
+// probe returns the block of a key's hash h and the first bit position and
+// step of its probes.
+func (f *identityFilter) probe(h uint64) (b *filterBlock, pos, step uint32) {
 	b = &f.blocks[(h>>32)*uint64(len(f.blocks))>>32]
 	return b, uint32(h), uint32(h>>9) | 1
 }
 
-// add records key. It is safe to call concurrently with add and
-// mayContain.
-func (f *identityFilter) add(key []byte) {
-	b, pos, step := f.probe(key)
+// add records the key of hash h. It is safe to call concurrently with add
+// and mayContain.
+func (f *identityFilter) add(h uint64) {
+	b, pos, step := f.probe(h)
 	for range filterProbes {
 		b[pos>>6&7].Or(1 << (pos & 63))
 		pos += step
@@ -68,10 +71,10 @@ func (f *identityFilter) add(key []byte) {
 	f.n.Add(1)
 }
 
-// mayContain reports whether key may have been added; false means it
-// certainly was not.
-func (f *identityFilter) mayContain(key []byte) bool {
-	b, pos, step := f.probe(key)
+// mayContain reports whether the key of hash h may have been added; false
+// means it certainly was not.
+func (f *identityFilter) mayContain(h uint64) bool {
+	b, pos, step := f.probe(h)
 	for range filterProbes {
 		if b[pos>>6&7].Load()&(1<<(pos&63)) == 0 {
 			return false
@@ -122,7 +125,7 @@ func fillFilter(ctx context.Context, snap *pebble.Snapshot, f *identityFilter) e
 	}
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
-		f.add(it.Key())
+		f.add(f.hash(it.Key()))
 		if n++; n%4096 == 0 && ctx.Err() != nil {
 			it.Close()
 			return ctx.Err()

@@ -65,7 +65,8 @@ type hourFill struct {
 }
 
 // NewRollups returns a cache of at most maxHours entries (0: the default).
-// An entry takes roughly 300 bytes plus 150 per distinct group.
+// An entry takes about 170 bytes plus 370 per distinct group
+// (BenchmarkRollupEntryBytes).
 func NewRollups(maxHours int) *Rollups {
 	if maxHours <= 0 {
 		maxHours = DefaultRollupHours

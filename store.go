@@ -89,6 +89,7 @@ type Store interface {
 	EventStore
 	MeterStore
 	CreditStore
+	ExportStore
 	// Ping checks that the database answers; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error

@@ -37,6 +37,16 @@ func (h *handler) routes() {
 		{"POST /api/v1/ledgers/{ledgerId}/reset", h.resetLedger},
 		{"GET /api/v1/ledgers/{ledgerId}/access", h.checkAccess},
 
+		{"GET /api/v1/exports", h.listExports},
+		{"GET /api/v1/exports/{destination}", h.getExport},
+		{"PUT /api/v1/exports/{destination}", h.putExport},
+		{"DELETE /api/v1/exports/{destination}", h.deleteExport},
+		{"GET /api/v1/exports/{destination}/customers", h.listExportCustomers},
+		{"PUT /api/v1/exports/{destination}/customers/{subject}", h.putExportCustomer},
+		{"DELETE /api/v1/exports/{destination}/customers/{subject}", h.deleteExportCustomer},
+		{"GET /api/v1/exports/{destination}/records", h.listExportRecords},
+		{"GET /api/v1/exports/{destination}/status", h.exportStatus},
+
 		{"GET /api/v1/openapi.yaml", h.openAPI},
 		{"GET /healthz", h.healthz},
 		{"GET /readyz", h.readyz},

@@ -26,11 +26,12 @@ import (
 )
 
 // store is the embedded store as the server composes it: events in the
-// Pebble log, meters and credits in SQLite.
+// Pebble log, meters, credits and exports in SQLite.
 type store struct {
 	*eventlog.Log
 	odometer.MeterStore
 	odometer.CreditStore
+	odometer.ExportStore
 	meters *sqlite.Store
 }
 
@@ -48,7 +49,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		l := open(t, filepath.Join(dir, eventlog.DirName))
-		s := &store{Log: l, MeterStore: meters, CreditStore: meters, meters: meters}
+		s := &store{Log: l, MeterStore: meters, CreditStore: meters, ExportStore: meters, meters: meters}
 		t.Cleanup(func() { meters.Close() })
 		return s
 	})

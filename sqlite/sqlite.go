@@ -72,6 +72,8 @@ type Store struct {
 	// statement anew was a third of a credit check's time.
 	stmtsMu sync.Mutex
 	stmts   map[string]*sql.Stmt
+
+	exporter sync.Mutex // TryLockExporter's lock
 }
 
 // maxCachedStmts bounds stmts; the read queries' distinct texts (one per

@@ -135,6 +135,10 @@ func TestQueryPlans(t *testing.T) {
 			ORDER BY effective_at, created_at, id`, "grants_ledger"},
 		{`SELECT max(effective_at) FROM resets WHERE namespace = 'n' AND ledger_id = 'l'`, "resets_ledger"},
 		{`SELECT * FROM resets WHERE namespace = 'n' AND ledger_id = 'l' ORDER BY effective_at`, "resets_ledger"},
+		{`SELECT * FROM export_records WHERE namespace = 'n' AND destination = 'd' AND hour >= 0 AND hour < 9
+			ORDER BY hour, subject, dimension LIMIT 10`, "export_records_hour"},
+		{`SELECT * FROM export_records WHERE namespace = 'n' AND destination = 'd' AND status = 'pending'
+			AND next_attempt_at <= 9`, "export_records_due"},
 	}
 	for _, tt := range tests {
 		rows, err := db.Query("EXPLAIN QUERY PLAN " + tt.query)

@@ -65,6 +65,17 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"Credits/ResetAtomic", testResetAtomic},
 		{"Credits/Namespaces", testCreditNamespaces},
 		{"Credits/Concurrent", testCreditsConcurrent},
+		{"Exports/Destinations", testExportDestinations},
+		{"Exports/Delete", testExportDelete},
+		{"Exports/Customers", testExportCustomers},
+		{"Exports/Freeze", testExportFreeze},
+		{"Exports/FreezeAtomic", testExportFreezeAtomic},
+		{"Exports/FreezeConcurrent", testExportFreezeConcurrent},
+		{"Exports/Update", testExportUpdate},
+		{"Exports/List", testExportList},
+		{"Exports/Summarize", testExportSummarize},
+		{"Exports/Namespaces", testExportNamespaces},
+		{"Exports/Lock", testExportLock},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {

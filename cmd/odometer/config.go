@@ -2,17 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/export"
 )
 
 // fileConfig is the YAML config file of serve. Unknown keys are an error.
@@ -28,12 +32,39 @@ import (
 //	limits: {maxBodyBytes: 16MiB, maxBatchEvents: 10000, futureSkew: 24h, maxAge: 0}
 //	ingest: {commitBatchEvents: 20000, queueEvents: 200000}
 //	usageCacheHours: 500000
+//	noExport: false                   # true: this node never exports
+//	exportInterval: 30s
 //	meters:
 //	  - slug: tokens
 //	    eventType: prompt
 //	    aggregation: SUM
 //	    valueProperty: $.tokens
 //	    groupBy: {model: $.model}
+//	exports:                          # AWS Marketplace destinations (docs/export-aws.md)
+//	  - name: aws                     # a slug, unique
+//	    productCode: prod-abc123      # required
+//	    region: us-east-1             # default: the AWS SDK's chain
+//	    endpoint: http://127.0.0.1:4566  # replaces the AWS endpoint (tests)
+//	    startHour: 2026-03-01T00:00:00Z  # first UTC hour exported; default: the
+//	                                  # destination's, or the hour it is created in
+//	    delay: 15m                    # hour end → freeze (above 0, at most 6h)
+//	    window: 6h                    # AWS's window, at most 24h
+//	    lateHorizon: 24h              # late usage looked for (1h to 744h)
+//	    zeroRecords: false
+//	    dryRun: false                 # freeze but never send
+//	    dimensions:
+//	      - dimension: compute_hours  # the AWS dimension
+//	        meterSlug: seconds        # a SUM or COUNT meter
+//	        groupBy: {kind: gpu}      # only this usage; keys are the meter's
+//	        multiply: 1               # quantity = usage × multiply / divide
+//	        divide: 36
+//	        rounding: DOWN            # or HALF_UP
+//	    customers:
+//	      - {subject: acme, customerId: cust-1}
+//	      - {subject: beta, awsAccountId: "123456789012", licenseArn: arn:aws:license-manager::…}
+//
+// At start-up, meters and then export destinations and customers are
+// created or updated to match; those absent from the file are left alone.
 type fileConfig struct {
 	Addr            *scalar `yaml:"addr"`
 	Data            *scalar `yaml:"data"`
@@ -56,8 +87,11 @@ type fileConfig struct {
 		CommitBatchEvents *scalar `yaml:"commitBatchEvents"`
 		QueueEvents       *scalar `yaml:"queueEvents"`
 	} `yaml:"ingest"`
-	UsageCacheHours *scalar       `yaml:"usageCacheHours"`
-	Meters          []configMeter `yaml:"meters"`
+	UsageCacheHours *scalar        `yaml:"usageCacheHours"`
+	NoExport        *scalar        `yaml:"noExport"`
+	ExportInterval  *scalar        `yaml:"exportInterval"`
+	Meters          []configMeter  `yaml:"meters"`
+	Exports         []configExport `yaml:"exports"`
 }
 
 // configMeter is a meter definition, with the field names of the API.
@@ -71,6 +105,50 @@ type configMeter struct {
 	GroupBy       map[string]string   `yaml:"groupBy"`
 	Filters       map[string][]string `yaml:"filters"`
 	EventFrom     *time.Time          `yaml:"eventFrom"`
+}
+
+// configExport is an export destination with its customers, with the
+// field names of the API. Durations, decimals and the start hour are kept
+// as text, to be parsed as the API parses them.
+type configExport struct {
+	Name        string            `yaml:"name"`
+	ProductCode string            `yaml:"productCode"`
+	Region      string            `yaml:"region"`
+	Endpoint    string            `yaml:"endpoint"`
+	StartHour   *scalar           `yaml:"startHour"`
+	Delay       *scalar           `yaml:"delay"`
+	Window      *scalar           `yaml:"window"`
+	LateHorizon *scalar           `yaml:"lateHorizon"`
+	ZeroRecords bool              `yaml:"zeroRecords"`
+	DryRun      bool              `yaml:"dryRun"`
+	Dimensions  []configDimension `yaml:"dimensions"`
+	Customers   []configCustomer  `yaml:"customers"`
+}
+
+type configDimension struct {
+	Dimension string            `yaml:"dimension"`
+	MeterSlug string            `yaml:"meterSlug"`
+	GroupBy   map[string]string `yaml:"groupBy"`
+	Multiply  *scalar           `yaml:"multiply"`
+	Divide    *scalar           `yaml:"divide"`
+	Rounding  string            `yaml:"rounding"`
+}
+
+type configCustomer struct {
+	Subject      string `yaml:"subject"`
+	CustomerID   string `yaml:"customerId"`
+	AWSAccountID string `yaml:"awsAccountId"`
+	LicenseArn   string `yaml:"licenseArn"`
+}
+
+// exportDef is an export destination declared in the config file,
+// validated (export.Normalize) but not yet checked against the meters.
+type exportDef struct {
+	Destination *odometer.ExportDestination
+	// StartHourSet is false when the file leaves startHour out: the
+	// destination then keeps its own, or starts at the hour it is created.
+	StartHourSet bool
+	Customers    []*odometer.ExportCustomer
 }
 
 // scalar is a single YAML value, kept as text so that the flag it stands
@@ -99,6 +177,7 @@ type setting struct {
 type loadedConfig struct {
 	settings map[string]setting // by flag name
 	meters   []*odometer.Meter  // validated
+	exports  []*exportDef       // validated
 }
 
 // loadConfigFile reads and checks the config file at path.
@@ -160,6 +239,8 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"commit-batch-events", "ingest.commitBatchEvents", fc.Ingest.CommitBatchEvents},
 		{"queue-events", "ingest.queueEvents", fc.Ingest.QueueEvents},
 		{"usage-cache-hours", "usageCacheHours", fc.UsageCacheHours},
+		{"no-export", "noExport", fc.NoExport},
+		{"export-interval", "exportInterval", fc.ExportInterval},
 	} {
 		if s.v != nil {
 			lc.settings[s.flag] = setting{key: s.key, value: s.v.value, line: s.v.line}
@@ -187,5 +268,230 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		seen[m.Slug] = true
 		lc.meters = append(lc.meters, m)
 	}
+	lines := exportLines(b)
+	names := map[string]int{}
+	for i, ce := range fc.Exports {
+		def, err := ce.parse(time.Now())
+		where := fmt.Sprintf("exports[%d] (%q", i, ce.Name)
+		if i < len(lines) {
+			where += fmt.Sprintf(", line %d", lines[i])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s): %w", where, err)
+		}
+		if first, dup := names[ce.Name]; dup {
+			return nil, fmt.Errorf("%s): name %q is exports[%d]'s already", where, ce.Name, first)
+		}
+		names[ce.Name] = i
+		lc.exports = append(lc.exports, def)
+	}
 	return lc, nil
+}
+
+// parse checks an export destination of the config file as the API checks
+// one (export.Normalize, export.CheckCustomer) and returns it. Its error
+// names every bad field, as the API would.
+func (ce *configExport) parse(now time.Time) (*exportDef, error) {
+	var fields []odometer.FieldError
+	bad := func(field string, line int, format string, args ...any) {
+		reason := fmt.Sprintf(format, args...)
+		if line > 0 {
+			reason = fmt.Sprintf("line %d: %s", line, reason)
+		}
+		fields = append(fields, odometer.FieldError{Index: -1, Field: field, Reason: reason})
+	}
+	d := &odometer.ExportDestination{Name: ce.Name, ProductCode: ce.ProductCode, Region: ce.Region, Endpoint: ce.Endpoint,
+		ZeroRecords: ce.ZeroRecords, DryRun: ce.DryRun}
+	if ce.StartHour != nil {
+		t, err := time.Parse(time.RFC3339, ce.StartHour.value)
+		if err != nil {
+			bad("startHour", ce.StartHour.line, "must be an RFC 3339 time such as 2026-03-01T00:00:00Z; got %q", ce.StartHour.value)
+		}
+		d.StartHour = t
+	}
+	for _, f := range []struct {
+		name string
+		v    *scalar
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"delay", ce.Delay, &d.Delay, export.DefaultDelay},
+		{"window", ce.Window, &d.Window, export.DefaultWindow},
+		{"lateHorizon", ce.LateHorizon, &d.LateHorizon, export.DefaultLateHorizon},
+	} {
+		if f.v == nil {
+			continue
+		}
+		v, err := time.ParseDuration(f.v.value)
+		switch {
+		case err != nil:
+			bad(f.name, f.v.line, "must be a duration such as 15m or 6h; got %q", f.v.value)
+		case v == 0:
+			// Normalize takes 0 for "unset"; a 0 written is refused
+			// rather than silently replaced.
+			bad(f.name, f.v.line, "must be above 0; leave it out for the default %s", f.def)
+		default:
+			*f.d = v
+		}
+	}
+	for i, cd := range ce.Dimensions {
+		dim := odometer.ExportDimension{Dimension: cd.Dimension, MeterSlug: cd.MeterSlug, GroupBy: cd.GroupBy, Rounding: cd.Rounding}
+		for _, f := range []struct {
+			name string
+			v    *scalar
+			d    *odometer.Decimal
+		}{{"multiply", cd.Multiply, &dim.Multiply}, {"divide", cd.Divide, &dim.Divide}} {
+			if f.v == nil {
+				continue
+			}
+			field := fmt.Sprintf("dimensions[%d].%s", i, f.name)
+			v, err := odometer.ParseDecimal(f.v.value)
+			switch {
+			case err != nil:
+				bad(field, f.v.line, "must be a decimal number; got %q", f.v.value)
+			case v.IsZero():
+				bad(field, f.v.line, "must be positive; got 0 (leave it out for 1)")
+			default:
+				*f.d = v
+			}
+		}
+		d.Dimensions = append(d.Dimensions, dim)
+	}
+	if err := export.Normalize(d, now); err != nil {
+		fields = append(fields, odometer.ErrorFields(err)...)
+	}
+	def := &exportDef{Destination: d, StartHourSet: ce.StartHour != nil}
+	subjects := map[string]int{}
+	for i, cc := range ce.Customers {
+		prefix := fmt.Sprintf("customers[%d].", i)
+		c := &odometer.ExportCustomer{Destination: ce.Name, Subject: cc.Subject, CustomerID: cc.CustomerID,
+			AWSAccountID: cc.AWSAccountID, LicenseArn: cc.LicenseArn}
+		if err := export.CheckCustomer(c); err != nil {
+			for _, f := range odometer.ErrorFields(err) {
+				bad(prefix+f.Field, 0, "%s", f.Reason)
+			}
+			continue
+		}
+		if first, dup := subjects[c.Subject]; dup {
+			bad(prefix+"subject", 0, "%q is customers[%d] already", c.Subject, first)
+			continue
+		}
+		if err := export.CheckCustomerUnique(c, def.Customers); err != nil {
+			bad(prefix+"subject", 0, "%s", odometer.ErrorMessage(err))
+			continue
+		}
+		subjects[c.Subject] = i
+		def.Customers = append(def.Customers, c)
+	}
+	if len(fields) > 0 {
+		return nil, &odometer.Error{Code: odometer.EINVALID, Message: "invalid export destination", Fields: fields}
+	}
+	return def, nil
+}
+
+// exportLines returns the line of each item of the file's exports list,
+// for error messages.
+func exportLines(b []byte) []int {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "exports" {
+			continue
+		}
+		var lines []int
+		for _, item := range top.Content[i+1].Content {
+			lines = append(lines, item.Line)
+		}
+		return lines
+	}
+	return nil
+}
+
+// syncExports makes the export destinations and customers of namespace
+// "default" match the config, after syncMeters: a destination is created
+// or its definition replaced (what is frozen stays), and each listed
+// customer mapping is created or replaced. Unchanged ones are not written.
+// Every dimension must name a SUM or COUNT meter with its group-by keys
+// (export.CheckMeters). Destinations and customers absent from the config
+// are left alone, as meters are.
+func syncExports(ctx context.Context, store odometer.Store, defs []*exportDef, now time.Time, log *slog.Logger) error {
+	const ns = "default"
+	now = now.UTC().Truncate(odometer.TimePrecision)
+	for _, def := range defs {
+		d := *def.Destination
+		d.Namespace = ns
+		d.Dimensions = slices.Clone(d.Dimensions) // CheckMeters may rename meters
+		old, err := store.FindExportDestination(ctx, ns, d.Name)
+		switch {
+		case odometer.ErrorCode(err) == odometer.ENOTFOUND:
+			old = nil
+		case err != nil:
+			return fmt.Errorf("find export destination %q: %w", d.Name, err)
+		}
+		if !def.StartHourSet {
+			// Moving the start to now at every start-up would skip the
+			// hours not frozen while the server was down.
+			d.StartHour = now.Truncate(time.Hour)
+			if old != nil {
+				d.StartHour = old.StartHour
+			}
+		}
+		if err := export.CheckMeters(ctx, &d, store); err != nil {
+			return fmt.Errorf("export destination %q: %w", d.Name, err)
+		}
+		if old == nil || !sameDestination(old, &d) {
+			d.CreatedAt, d.UpdatedAt = now, now
+			created, err := store.PutExportDestination(ctx, &d)
+			if err != nil {
+				return fmt.Errorf("put export destination %q: %w", d.Name, err)
+			}
+			if created {
+				log.Info("export destination created from config", "destination", d.Name)
+			} else {
+				log.Info("export destination updated from config", "destination", d.Name)
+			}
+		}
+		existing, err := store.ListExportCustomers(ctx, ns, d.Name)
+		if err != nil {
+			return fmt.Errorf("list customers of export destination %q: %w", d.Name, err)
+		}
+		for _, cdef := range def.Customers {
+			c := *cdef
+			c.Namespace, c.Destination = ns, d.Name
+			i := slices.IndexFunc(existing, func(o *odometer.ExportCustomer) bool { return o.Subject == c.Subject })
+			if i >= 0 && existing[i].CustomerID == c.CustomerID && existing[i].AWSAccountID == c.AWSAccountID &&
+				existing[i].LicenseArn == c.LicenseArn {
+				continue
+			}
+			if err := export.CheckCustomerUnique(&c, existing); err != nil {
+				return fmt.Errorf("export destination %q: customer of subject %q: %w", d.Name, c.Subject, err)
+			}
+			c.CreatedAt, c.UpdatedAt = now, now
+			if err := store.PutExportCustomer(ctx, &c); err != nil {
+				return fmt.Errorf("put customer %q of export destination %q: %w", c.Subject, d.Name, err)
+			}
+			if i >= 0 {
+				existing[i] = &c
+			} else {
+				existing = append(existing, &c)
+			}
+			log.Info("export customer set from config", "destination", d.Name, "subject", c.Subject)
+		}
+	}
+	return nil
+}
+
+// sameDestination reports whether a and b have the same definition.
+func sameDestination(a, b *odometer.ExportDestination) bool {
+	return a.ProductCode == b.ProductCode && a.Region == b.Region && a.Endpoint == b.Endpoint &&
+		a.StartHour.Equal(b.StartHour) && a.Delay == b.Delay && a.Window == b.Window && a.LateHorizon == b.LateHorizon &&
+		a.ZeroRecords == b.ZeroRecords && a.DryRun == b.DryRun &&
+		slices.EqualFunc(a.Dimensions, b.Dimensions, func(x, y odometer.ExportDimension) bool {
+			return x.Dimension == y.Dimension && x.MeterSlug == y.MeterSlug && x.Rounding == y.Rounding &&
+				x.Multiply.Cmp(y.Multiply) == 0 && x.Divide.Cmp(y.Divide) == 0 &&
+				equalMaps(x.GroupBy, y.GroupBy, func(p, q string) bool { return p == q })
+		})
 }

@@ -1,5 +1,6 @@
 // Command odometer is Odometer's one binary: the server (odometer serve) and
-// the operator's tools that talk to it over HTTP (ingest, query, meters).
+// the operator's tools that talk to it over HTTP (ingest, query, meters,
+// export).
 package main
 
 import (
@@ -51,6 +52,7 @@ func commands() []command {
 		{"ingest", "send events from an NDJSON or JSON-array file to a server", runIngest},
 		{"query", "query a meter's usage", runQuery},
 		{"meters", "list a server's meters", runMeters},
+		{"export", "show a server's usage exports: status or records", runExport},
 		{"version", "print the version", runVersion},
 		{"help", "print this help", nil},
 	}

@@ -37,6 +37,8 @@ postgres: postgres://cfg@db/odometer
 postgresMaxConns: 3
 noMigrate: true
 usageCacheHours: 1000
+noExport: true
+exportInterval: 5m
 `), 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -45,13 +47,14 @@ usageCacheHours: 1000
 		Addr: "127.0.0.1:8888", Data: "./data", EventLog: "pebble", LogLevel: slog.LevelInfo, LogFormat: "text",
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second, PostgresMaxConns: 16,
-		UsageCacheHours: 500000,
+		UsageCacheHours: 500000, ExportInterval: 30 * time.Second,
 	}
 	fromConfig := serveConfig{
 		Addr: "10.0.0.1:1", Data: "/from/config", EventLog: "sqlite", ConfigFile: cfgFile, LogLevel: slog.LevelWarn, LogFormat: "json",
 		MaxBodyBytes: 2048, MaxBatchEvents: 7, FutureSkew: time.Hour, MaxAge: 720 * time.Hour,
 		CommitBatchEvents: 5, QueueEvents: 50, ShutdownTimeout: 10 * time.Second,
 		Postgres: "postgres://cfg@db/odometer", PostgresMaxConns: 3, NoMigrate: true, UsageCacheHours: 1000,
+		NoExport: true, ExportInterval: 5 * time.Minute,
 	}
 	with := func(c serveConfig, f func(*serveConfig)) serveConfig { f(&c); return c }
 	tests := []struct {
@@ -64,10 +67,11 @@ usageCacheHours: 1000
 		{"flags", []string{"--addr", ":1", "--data=d", "--log-level", "debug", "--log-format", "json",
 			"--max-body-bytes", "1MiB", "--max-batch-events", "3", "--future-skew", "0", "--max-age", "1h",
 			"--commit-batch-events", "4", "--queue-events", "8", "--shutdown-timeout", "1s", "--event-log", "sqlite",
-			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0"}, nil,
+			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0",
+			"--no-export", "--export-interval", "1m"}, nil,
 			serveConfig{Addr: ":1", Data: "d", EventLog: "sqlite", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
 				MaxBatchEvents: 3, MaxAge: time.Hour, CommitBatchEvents: 4, QueueEvents: 8, ShutdownTimeout: time.Second,
-				Postgres: "postgres://flag@db/x", PostgresMaxConns: 5, NoMigrate: true}},
+				Postgres: "postgres://flag@db/x", PostgresMaxConns: 5, NoMigrate: true, NoExport: true, ExportInterval: time.Minute}},
 		{"env", nil, map[string]string{"ODOMETER_ADDR": ":2", "ODOMETER_MAX_BODY_BYTES": "1000", "ODOMETER_LOG_LEVEL": "error",
 			"ODOMETER_FUTURE_SKEW": "2h", "ODOMETER_QUEUE_EVENTS": "9", "ODOMETER_POSTGRES": "postgres://env@db/y"},
 			with(defaults, func(c *serveConfig) {

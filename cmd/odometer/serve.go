@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/export/exporter"
 	"github.com/odometerhq/odometer/ingest"
 	"github.com/odometerhq/odometer/ledger"
 )
@@ -46,6 +48,10 @@ type serveConfig struct {
 	DebugAddr         string
 	// Meters are the meters the config file declares, validated.
 	Meters []*odometer.Meter
+	// Exports are the export destinations the config file declares.
+	Exports        []*exportDef
+	NoExport       bool
+	ExportInterval time.Duration
 }
 
 // serveFlags defines serve's flags on fs, bound to c.
@@ -71,6 +77,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
 	fs.IntVar(&c.UsageCacheHours, "usage-cache-hours", odometer.DefaultRollupHours, "most (meter, subject, hour or day) usage rollups cached in memory: 170 bytes each plus 370 per group-by combination with usage (0: no cache; docs/meters.md)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests and commits on shutdown")
+	fs.BoolVar(&c.NoExport, "no-export", false, "do not run the usage exporter on this node (docs/export-aws.md); other nodes sharing the database still export")
+	fs.DurationVar(&c.ExportInterval, "export-interval", 30*time.Second, "how often the exporter freezes closed hours and sends pending records")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "`host:port` for Go's profiler (/debug/pprof) on a separate listener; empty: off")
 }
 
@@ -108,6 +116,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 			return nil, ferr
 		}
 		c.Meters = fc.meters
+		c.Exports = fc.exports
 	}
 	var bad []string
 	if c.Addr == "" {
@@ -175,6 +184,9 @@ func serveStore(ctx context.Context, cfg *serveConfig, log *slog.Logger, store o
 	if err := syncMeters(ctx, store, cfg.Meters, time.Now(), log); err != nil {
 		return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
 	}
+	if err := syncExports(ctx, store, cfg.Exports, time.Now(), log); err != nil {
+		return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -225,6 +237,23 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return err
+	}
+	if !cfg.NoExport {
+		exp, err := exporter.New(exporter.Config{
+			Store: store, Rollups: rollups, Interval: cfg.ExportInterval,
+			Logger: log.With("component", "exporter"), Registerer: reg,
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		// The exporter stops with ctx and is waited for, so that the store
+		// is never closed under a round.
+		ectx, stopExporter := context.WithCancel(ctx)
+		var running sync.WaitGroup
+		running.Go(func() { exp.Run(ectx) })
+		defer running.Wait()
+		defer stopExporter()
 	}
 	srv := &http.Server{
 		Handler:           handler,

@@ -23,12 +23,13 @@ const (
 )
 
 // splitStore keeps events in the Pebble log and everything else (meters,
-// credits) in SQLite. Events and the rest are never written together, so no
-// transaction needs to span the two.
+// credits, exports) in SQLite. Events and the rest are never written
+// together, so no transaction needs to span the two.
 type splitStore struct {
 	odometer.EventStore
 	odometer.MeterStore
 	odometer.CreditStore
+	odometer.ExportStore
 	events *eventlog.Log
 	meters *sqlite.Store
 }
@@ -77,7 +78,7 @@ func openStore(ctx context.Context, dir, eventLog string) (odometer.Store, error
 			meters.Close()
 			return nil, err
 		}
-		return &splitStore{EventStore: events, MeterStore: meters, CreditStore: meters, events: events, meters: meters}, nil
+		return &splitStore{EventStore: events, MeterStore: meters, CreditStore: meters, ExportStore: meters, events: events, meters: meters}, nil
 	}
 	meters.Close()
 	return nil, fmt.Errorf("unknown event log %q (want %s or %s)", eventLog, eventLogPebble, eventLogSQLite)

@@ -178,6 +178,9 @@ type ExportSummary struct {
 	Status    ExportStatus
 	Records   int64
 	Quantity  int64
+	// InFlight counts the pending records sent at least once: waiting for
+	// a resend after a backoff (unprocessed, throttled, or an outcome lost).
+	InFlight int64
 }
 
 // ExportStore keeps export destinations, customer mappings and the outbox.

@@ -492,6 +492,7 @@ type hourStatusDoc struct {
 	Hour             time.Time `json:"hour"`
 	Dimension        string    `json:"dimension"`
 	Pending          int64     `json:"pending"`
+	InFlight         int64     `json:"inFlight"` // of the pending: sent at least once, to be resent
 	Accepted         int64     `json:"accepted"`
 	Duplicate        int64     `json:"duplicate"`
 	NotSubscribed    int64     `json:"notSubscribed"`
@@ -560,6 +561,7 @@ func (h *handler) exportStatus(w http.ResponseWriter, r *http.Request) error {
 		switch s.Status {
 		case odometer.ExportPending:
 			row.Pending += s.Records
+			row.InFlight += s.InFlight
 		case odometer.ExportAccepted:
 			row.Accepted += s.Records
 			row.QuantityAccepted += s.Quantity

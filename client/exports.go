@@ -207,6 +207,7 @@ type ExportHourStatus struct {
 	Hour             time.Time `json:"hour"`
 	Dimension        string    `json:"dimension"`
 	Pending          int64     `json:"pending"`
+	InFlight         int64     `json:"inFlight"` // of the pending: sent at least once
 	Accepted         int64     `json:"accepted"`
 	Duplicate        int64     `json:"duplicate"`
 	NotSubscribed    int64     `json:"notSubscribed"`

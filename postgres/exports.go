@@ -474,7 +474,7 @@ func (s *Store) ListExportRecords(ctx context.Context, f odometer.ExportRecordFi
 // with the sum of their quantities; an empty, non-nil slice if there are
 // none.
 func (s *Store) SummarizeExportRecords(ctx context.Context, namespace, destination string, from, to time.Time) ([]odometer.ExportSummary, error) {
-	q := `SELECT hour, dimension, status, count(*), sum(quantity)::bigint FROM export_records
+	q := `SELECT hour, dimension, status, count(*), sum(quantity)::bigint, count(*) FILTER (WHERE attempts > 0) FROM export_records
 		WHERE namespace = $1 AND destination = $2`
 	args := []any{namespace, destination}
 	if !from.IsZero() {
@@ -497,7 +497,7 @@ func (s *Store) SummarizeExportRecords(ctx context.Context, namespace, destinati
 		for rows.Next() {
 			var sum odometer.ExportSummary
 			var status string
-			if err := rows.Scan(&sum.Hour, &sum.Dimension, &status, &sum.Records, &sum.Quantity); err != nil {
+			if err := rows.Scan(&sum.Hour, &sum.Dimension, &status, &sum.Records, &sum.Quantity, &sum.InFlight); err != nil {
 				return &noRetryError{err}
 			}
 			sum.Hour, sum.Status = sum.Hour.UTC(), odometer.ExportStatus(status)

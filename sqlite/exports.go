@@ -413,7 +413,7 @@ func (s *Store) ListExportRecords(ctx context.Context, f odometer.ExportRecordFi
 // none.
 func (s *Store) SummarizeExportRecords(ctx context.Context, namespace, destination string, from, to time.Time) ([]odometer.ExportSummary, error) {
 	op := fmt.Sprintf("summarize export records of destination %q", destination)
-	q := `SELECT hour, dimension, status, count(*), sum(quantity) FROM export_records
+	q := `SELECT hour, dimension, status, count(*), sum(quantity), sum(attempts > 0) FROM export_records
 		WHERE namespace = ? AND destination = ?`
 	args := []any{namespace, destination}
 	if !from.IsZero() {
@@ -433,7 +433,7 @@ func (s *Store) SummarizeExportRecords(ctx context.Context, namespace, destinati
 	for rows.Next() {
 		var sum odometer.ExportSummary
 		var hour int64
-		if err := rows.Scan(&hour, &sum.Dimension, &sum.Status, &sum.Records, &sum.Quantity); err != nil {
+		if err := rows.Scan(&hour, &sum.Dimension, &sum.Status, &sum.Records, &sum.Quantity, &sum.InFlight); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 		sum.Hour = fromMicros(hour)

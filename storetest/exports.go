@@ -951,9 +951,20 @@ func testExportList(t *testing.T, s odometer.Store) {
 func testExportSummarize(t *testing.T, s odometer.Store) {
 	ctx := t.Context()
 	exportListFixture(t, s)
+	// One of hour 1's pending x records was sent once: it is in flight.
+	sent, err := s.ListExportRecords(ctx, odometer.ExportRecordFilter{Namespace: "ns", Destination: "aws",
+		Dimension: "x", From: xhour(1), To: xhour(2), Limit: 1})
+	if err != nil || len(sent) != 1 || sent[0].Status != odometer.ExportPending {
+		t.Fatalf("hour 1's first x record: %v %v", sent, err)
+	}
+	sent[0].Attempts, sent[0].NextAttemptAt = 1, xhour(5)
+	if err := s.UpdateExportRecords(ctx, sent); err != nil {
+		t.Fatal(err)
+	}
 	sum := func(h int, dim string, status odometer.ExportStatus, records, quantity int64) odometer.ExportSummary {
 		return odometer.ExportSummary{Hour: xhour(h), Dimension: dim, Status: status, Records: records, Quantity: quantity}
 	}
+	inFlight := func(x odometer.ExportSummary, n int64) odometer.ExportSummary { x.InFlight = n; return x }
 	const (
 		acc = odometer.ExportAccepted
 		pen = odometer.ExportPending
@@ -961,7 +972,7 @@ func testExportSummarize(t *testing.T, s odometer.Store) {
 	)
 	all := []odometer.ExportSummary{
 		sum(0, "x", acc, 1, 10), sum(0, "x", pen, 1, 1), sum(0, "y", pen, 1, 10), sum(0, "y", rej, 1, 1),
-		sum(1, "x", pen, 2, 11), sum(1, "y", pen, 2, 11),
+		inFlight(sum(1, "x", pen, 2, 11), 1), sum(1, "y", pen, 2, 11),
 		sum(2, "x", pen, 2, 11), sum(2, "y", pen, 2, 11),
 	}
 	tests := []struct {

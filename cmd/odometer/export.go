@@ -77,7 +77,7 @@ func runExportStatus(ctx context.Context, e *env, args []string) error {
 			names = append(names, d.Name)
 		}
 	}
-	header := []string{"destination", "hour", "dimension", "pending", "accepted", "duplicate", "not_subscribed",
+	header := []string{"destination", "hour", "dimension", "pending", "in_flight", "accepted", "duplicate", "not_subscribed",
 		"rejected", "expired", "empty", "quantity_accepted"}
 	var rows [][]string
 	for _, name := range names {
@@ -87,7 +87,7 @@ func runExportStatus(ctx context.Context, e *env, args []string) error {
 		}
 		for _, h := range st.Hours {
 			row := []string{name, h.Hour.UTC().Format(time.RFC3339), h.Dimension}
-			for _, n := range []int64{h.Pending, h.Accepted, h.Duplicate, h.NotSubscribed, h.Rejected, h.Expired, h.Empty, h.QuantityAccepted} {
+			for _, n := range []int64{h.Pending, h.InFlight, h.Accepted, h.Duplicate, h.NotSubscribed, h.Rejected, h.Expired, h.Empty, h.QuantityAccepted} {
 				row = append(row, strconv.FormatInt(n, 10))
 			}
 			rows = append(rows, row)

@@ -87,7 +87,7 @@ exports:
 		}
 	}
 	status := mustRun(t, "export", "status", "--server="+url, "--csv")
-	if got := strings.Count(status, ",hours,0,1,"); got != 3 {
+	if got := strings.Count(status, ",hours,0,0,1,"); got != 3 {
 		t.Errorf("status shows %d accepted hours, want 3:\n%s", got, status)
 	}
 	records := mustRun(t, "export", "records", "aws", "--server="+url, "--status", "accepted")

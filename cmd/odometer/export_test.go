@@ -244,7 +244,7 @@ func TestExportCommands(t *testing.T) {
 	}
 	url, log, stop := startServe(t, "--data", dir, "--config", cfg)
 	server := "--server=" + url
-	if got := mustRun(t, "export", "status", server); got != "DESTINATION  HOUR  DIMENSION  PENDING  ACCEPTED  DUPLICATE  NOT_SUBSCRIBED  REJECTED  EXPIRED  EMPTY  QUANTITY_ACCEPTED\n" {
+	if got := mustRun(t, "export", "status", server); got != "DESTINATION  HOUR  DIMENSION  PENDING  IN_FLIGHT  ACCEPTED  DUPLICATE  NOT_SUBSCRIBED  REJECTED  EXPIRED  EMPTY  QUANTITY_ACCEPTED\n" {
 		t.Errorf("status before any freeze:\n%s", got)
 	}
 	if err := stop(); err != nil {
@@ -313,16 +313,16 @@ func TestExportCommands(t *testing.T) {
 	hh := func(offset int) string { return h0.Add(time.Duration(offset) * time.Hour).Format(time.RFC3339) }
 
 	want := "" +
-		"DESTINATION  HOUR                  DIMENSION  PENDING  ACCEPTED  DUPLICATE  NOT_SUBSCRIBED  REJECTED  EXPIRED  EMPTY  QUANTITY_ACCEPTED\n" +
-		"aws          " + hh(0) + "  gpu_hours  0        0         0          0               1         0        0      0\n" +
-		"aws          " + hh(0) + "  hours      0        1         0          0               0         0        1      100\n" +
-		"aws          " + hh(1) + "  hours      1        0         0          0               0         0        0      0\n"
+		"DESTINATION  HOUR                  DIMENSION  PENDING  IN_FLIGHT  ACCEPTED  DUPLICATE  NOT_SUBSCRIBED  REJECTED  EXPIRED  EMPTY  QUANTITY_ACCEPTED\n" +
+		"aws          " + hh(0) + "  gpu_hours  0        0          0         0          0               1         0        0      0\n" +
+		"aws          " + hh(0) + "  hours      0        0          1         0          0               0         0        1      100\n" +
+		"aws          " + hh(1) + "  hours      1        0          0         0          0               0         0        0      0\n"
 	if got := mustRun(t, "export", "status", server); got != want {
 		t.Errorf("export status:\n%s\nwant:\n%s", got, want)
 	}
 	want = "" +
-		"destination,hour,dimension,pending,accepted,duplicate,not_subscribed,rejected,expired,empty,quantity_accepted\n" +
-		"aws," + hh(1) + ",hours,1,0,0,0,0,0,0,0\n"
+		"destination,hour,dimension,pending,in_flight,accepted,duplicate,not_subscribed,rejected,expired,empty,quantity_accepted\n" +
+		"aws," + hh(1) + ",hours,1,0,0,0,0,0,0,0,0\n"
 	if got := mustRun(t, "export", "status", server, "aws", "--csv", "--from", hh(1)); got != want {
 		t.Errorf("export status --csv --from:\n%s\nwant:\n%s", got, want)
 	}

@@ -245,7 +245,20 @@ func (e *env) usage(subject, dimension string) odometer.Decimal {
 // hours × multiply, exactly.
 func (e *env) checkExact(subject, dimension string, divide int64) {
 	e.t.Helper()
+	e.checkExactLosing(subject, dimension, divide)
+}
+
+// checkExactLosing is checkExact where the records in the lost statuses
+// (expired, rejected locally) count as if metered: their quantities are
+// what the exporter reported lost.
+func (e *env) checkExactLosing(subject, dimension string, divide int64, lost ...odometer.ExportStatus) {
+	e.t.Helper()
 	metered := e.aws.Total("cust-"+subject, dimension)
+	if len(lost) > 0 {
+		for _, r := range e.records(odometer.ExportRecordFilter{Subject: subject, Dimension: dimension, Status: lost}) {
+			metered += r.Quantity
+		}
+	}
 	accounts, err := e.store.ListExportAccounts(e.t.Context(), "default", "aws")
 	if err != nil {
 		e.t.Fatal(err)
@@ -339,6 +352,9 @@ func TestSixtyRecordsThreeCalls(t *testing.T) {
 		if n := len(e.aws.Calls()); n != 3 {
 			t.Fatalf("%d calls after a second round", n)
 		}
+		for i := range 60 {
+			e.checkExact(fmt.Sprintf("s%02d", i), "calls", 1)
+		}
 	})
 }
 
@@ -394,6 +410,10 @@ func TestOutcomes(t *testing.T) {
 			if r.Attempts != 1 || !r.NextAttemptAt.After(t0) {
 				t.Fatalf("throttled record %s: attempts %d, next %s", r.Subject, r.Attempts, r.NextAttemptAt)
 			}
+		}
+		sums, err := e.store.SummarizeExportRecords(t.Context(), "default", "aws", time.Time{}, time.Time{})
+		if err != nil || len(sums) != 1 || sums[0].Records != 5 || sums[0].InFlight != 5 {
+			t.Fatalf("summary after throttling: %+v %v, want 5 in flight", sums, err)
 		}
 		e.round(t0.Add(10 * time.Second)) // still backing off
 		if len(e.aws.Calls()) != calls+1 {
@@ -614,6 +634,7 @@ func TestTimeWindow(t *testing.T) {
 		if n := e.aws.Total("cust-alice", "calls"); n != 5 {
 			t.Errorf("AWS metered %d, want the 5 hours inside the window", n)
 		}
+		e.checkExactLosing("alice", "calls", 1, odometer.ExportExpired)
 	})
 }
 
@@ -706,6 +727,7 @@ func TestInt32Limit(t *testing.T) {
 		if got := fmt.Sprint(e.aws.Calls()); got != "[1]" {
 			t.Fatalf("calls %s", got)
 		}
+		e.checkExactLosing("alice", "hours", 36, odometer.ExportRejected)
 	})
 }
 

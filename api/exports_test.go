@@ -542,3 +542,28 @@ func TestExportRoutesDocumented(t *testing.T) {
 		}
 	}
 }
+
+// A meter an export dimension reads cannot be deleted, nor lose a group-by
+// key the dimension filters on; other changes go through.
+func TestExportedMeterChanges(t *testing.T) {
+	t.Parallel()
+	e := exportEnv(t, nil)
+	e.ok(201, "PUT", "/api/v1/exports/aws", awsProd, nil)
+	p := e.problem(409, "DELETE", "/api/v1/meters/seconds", nil)
+	if !strings.Contains(p.Detail, "aws/hours") || !strings.Contains(p.Detail, "aws/gpu_hours") {
+		t.Errorf("delete refused with %q; want the dimensions named", p.Detail)
+	}
+	p = e.problem(409, "PUT", "/api/v1/meters/seconds", `{"groupBy":{"zone":"$.zone"}}`)
+	if !strings.Contains(p.Detail, `aws/gpu_hours (filters on "kind")`) {
+		t.Errorf("groupBy change refused with %q", p.Detail)
+	}
+	var m struct{ GroupBy map[string]string }
+	e.ok(200, "GET", "/api/v1/meters/seconds", nil, &m)
+	if len(m.GroupBy) != 2 {
+		t.Fatalf("a refused change changed the meter: %+v", m)
+	}
+	e.ok(200, "PUT", "/api/v1/meters/seconds", `{"groupBy":{"kind":"$.kind"}}`, nil)
+	e.ok(204, "DELETE", "/api/v1/meters/calls", nil, nil)
+	e.ok(204, "DELETE", "/api/v1/exports/aws", nil, nil)
+	e.ok(204, "DELETE", "/api/v1/meters/seconds", nil, nil)
+}

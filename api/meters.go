@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/export"
 )
 
 // meterFields are the fields of OpenMeter's MeterCreate plus Odometer's
@@ -253,6 +254,9 @@ func (h *handler) updateMeter(w http.ResponseWriter, r *http.Request) error {
 	if err := h.credits.CheckMeterChange(r.Context(), ns, cur, m.GroupBy, false); err != nil {
 		return err
 	}
+	if err := export.CheckMeterChange(r.Context(), h.store, ns, cur, m.GroupBy, false); err != nil {
+		return err
+	}
 	if err := h.store.UpdateMeter(r.Context(), &m); err != nil {
 		return fmt.Errorf("update meter %q: %w", m.Slug, err)
 	}
@@ -269,6 +273,9 @@ func (h *handler) deleteMeter(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := h.credits.CheckMeterChange(r.Context(), ns, m, nil, true); err != nil {
+		return err
+	}
+	if err := export.CheckMeterChange(r.Context(), h.store, ns, m, nil, true); err != nil {
 		return err
 	}
 	if err := h.store.DeleteMeter(r.Context(), ns, m.ID, h.clock()); err != nil {

@@ -282,3 +282,39 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// CheckMeterChange refuses a change of meter m that would break an export
+// dimension reading it: deleting the meter, or a groupBy (newGroupBy) that
+// drops a key a dimension filters on. ECONFLICT names the destinations and
+// dimensions. Like the features' check, it reads the destinations at the
+// time of the change, not in one transaction with it.
+func CheckMeterChange(ctx context.Context, exports odometer.ExportStore, ns string, m *odometer.Meter, newGroupBy map[string]string, deleting bool) error {
+	ds, err := exports.ListExportDestinations(ctx, ns)
+	if err != nil {
+		return fmt.Errorf("check the export destinations of meter %q: %w", m.Slug, err)
+	}
+	var users, broken []string
+	for _, d := range ds {
+		for _, dim := range d.Dimensions {
+			if dim.MeterSlug != m.Slug {
+				continue
+			}
+			users = append(users, fmt.Sprintf("%s/%s", d.Name, dim.Dimension))
+			for _, k := range sortedKeys(dim.GroupBy) {
+				if _, ok := newGroupBy[k]; !ok {
+					broken = append(broken, fmt.Sprintf("%s/%s (filters on %q)", d.Name, dim.Dimension, k))
+					break
+				}
+			}
+		}
+	}
+	switch {
+	case deleting && len(users) > 0:
+		return odometer.Errorf(odometer.ECONFLICT, "meter %q is exported as %s (destination/dimension); remove those dimensions first",
+			m.Slug, strings.Join(users, ", "))
+	case !deleting && len(broken) > 0:
+		return odometer.Errorf(odometer.ECONFLICT, "meter %q: the new groupBy drops a key that export dimensions filter on: %s",
+			m.Slug, strings.Join(broken, ", "))
+	}
+	return nil
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/export/exporter"
 	"github.com/odometerhq/odometer/ingest"
 	"github.com/odometerhq/odometer/ledger"
@@ -369,9 +370,12 @@ func syncMeters(ctx context.Context, store odometer.Store, defs []*odometer.Mete
 		upd.Name, upd.Description = m.Name, m.Description
 		upd.GroupBy, upd.Filters = m.GroupBy, m.Filters
 		upd.UpdatedAt = now
-		// As through the API: features metered by it must keep their
-		// group-by keys.
+		// As through the API: features and export dimensions reading it
+		// must keep their group-by keys.
 		if err := ledger.New(store, func() time.Time { return now }, nil).CheckMeterChange(ctx, m.Namespace, old, upd.GroupBy, false); err != nil {
+			return err
+		}
+		if err := export.CheckMeterChange(ctx, store, m.Namespace, old, upd.GroupBy, false); err != nil {
 			return err
 		}
 		if err := store.UpdateMeter(ctx, &upd); err != nil {

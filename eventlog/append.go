@@ -56,32 +56,20 @@ func (l *Log) AppendEvents(ctx context.Context, events []odometer.Event) ([]odom
 		}
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed.Load() {
-		l.mu.Unlock()
 		return nil, fmt.Errorf("append %d events: %w", len(events), errClosed)
 	}
-	out, durable, err := l.appendLocked(ctx, events)
-	l.mu.Unlock()
-	if err == nil {
-		// The next append checks and applies its batch while this one's
-		// WAL sync runs; Pebble syncs the log in order, so one fsync often
-		// covers several batches.
-		err = durable()
-	}
+	out, err := l.appendLocked(ctx, events)
 	if err != nil {
 		return nil, fmt.Errorf("append %d events: %w", len(events), err)
 	}
 	return out, nil
 }
 
-// appendLocked checks the events against the stored identities and
-// applies their batch to Pebble, where later appends see it. durable waits,
-// without l.mu, until the batch and every batch applied before it are on
-// disk: only then may the outcomes be acknowledged, duplicates included
-// (they may be duplicates of a batch whose sync is still running).
-func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) (out []odometer.Outcome, durable func() error, err error) {
+func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odometer.Outcome, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	b := &l.ap
 	defer func() {
@@ -113,7 +101,7 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) (out []
 	slices.SortStableFunc(b.order, func(i, j int32) int {
 		return bytes.Compare(key(b.dedup[i]), key(b.dedup[j]))
 	})
-	out = make([]odometer.Outcome, len(events))
+	out := make([]odometer.Outcome, len(events))
 	// Repeats within the call are adjacent after the sort; the first of each
 	// is looked up, the others are duplicates of it.
 	// The identity filter settles most new identities without a lookup.
@@ -171,7 +159,7 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) (out []
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	// The keys of the accepted events, with sequence numbers in input order.
@@ -204,10 +192,7 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) (out []
 		add(b.key, b.val)
 	}
 	if seq == l.seq {
-		// All duplicates: nothing to write, but what they duplicate must be
-		// durable before they are acknowledged.
-		applied := l.seq
-		return out, func() error { return l.sync.wait(applied) }, nil
+		return out, nil // all duplicates: nothing to write or sync
 	}
 	add(keySeq, binary.BigEndian.AppendUint64(b.key[:0], seq))
 
@@ -219,7 +204,7 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) (out []
 		b.key = lateKey(b.key[:0], m.Namespace, m.Type, m.Subject)
 		old, ok, err := l.readLate(b.key)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if at := m.At.UnixMicro(); !ok || at > old {
 			add(b.key, binary.BigEndian.AppendUint64(b.val[:0], uint64(at)))
@@ -234,35 +219,18 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) (out []
 		return bytes.Compare(key(x), key(y))
 	})
 	batch := l.db.NewBatchWithSize(len(b.arena) + 8*len(b.kvs))
+	defer batch.Close()
 	for _, x := range b.kvs {
 		if err := batch.Set(b.arena[x.k0:x.k1], b.arena[x.k1:x.v1], nil); err != nil {
-			batch.Close()
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	// Last chance to give up: once applied the events are stored.
+	// Last chance to give up: after Commit the events are stored.
 	if err := ctx.Err(); err != nil {
-		batch.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	// ApplyNoSyncWait is Commit(pebble.Sync) split in two: it returns once
-	// the batch is in the WAL buffer and the memtable, visible to reads,
-	// and SyncWait waits for the fsync. (Pebble marks it experimental;
-	// CockroachDB commits this way.)
-	if err := l.db.ApplyNoSyncWait(batch, pebble.Sync); err != nil {
-		batch.Close()
-		return nil, nil, fmt.Errorf("commit: %w", err)
-	}
-	l.syncing.Add(1)
-	durable = func() error {
-		defer l.syncing.Done()
-		err := batch.SyncWait()
-		batch.Close()
-		l.sync.done(seq, err)
-		if err != nil {
-			return fmt.Errorf("commit: sync: %w", err)
-		}
-		return nil
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	l.seq = seq
 	l.late.Written(marks)
@@ -274,44 +242,5 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) (out []
 	if l.filter.full() {
 		l.startFilter()
 	}
-	return out, durable, nil
-}
-
-// syncState tracks the last sequence number known to be on disk.
-type syncState struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	synced uint64
-	err    error // a failed WAL sync: nothing after it is durable
-}
-
-func (s *syncState) init(seq uint64) {
-	s.cond.L = &s.mu
-	s.synced = seq
-}
-
-// done records that the batch ending at seq was synced, or failed to.
-// Pebble syncs its log in order, so seq's sync covers every batch before it.
-func (s *syncState) done(seq uint64, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		s.err = err
-	} else if seq > s.synced {
-		s.synced = seq
-	}
-	s.cond.Broadcast()
-}
-
-// wait returns once every batch up to seq is synced.
-func (s *syncState) wait(seq uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.synced < seq && s.err == nil {
-		s.cond.Wait()
-	}
-	if s.synced < seq {
-		return fmt.Errorf("wait for an earlier batch's sync: %w", s.err)
-	}
-	return nil
+	return out, nil
 }

@@ -48,11 +48,6 @@ type Log struct {
 	ap   appendBuffers
 	late odometer.LateMarks // the late watermarks appends write
 
-	// sync tracks which applied batches are durable; syncing counts the
-	// appends waiting for their WAL sync, which Close waits for.
-	sync    syncState
-	syncing sync.WaitGroup
-
 	// filter answers "certainly new" for most new identities (filter.go);
 	// a background scan fills it, which Close cancels and waits for.
 	filter       *identityFilter
@@ -179,7 +174,6 @@ func (l *Log) init() error {
 		if !empty {
 			return errors.New("directory holds a Pebble database that is not an event log (no format key)")
 		}
-		l.sync.init(0)
 		return l.db.Set(keyFormat, []byte{formatVersion}, pebble.Sync)
 	case err != nil:
 		return fmt.Errorf("read format: %w", err)
@@ -206,11 +200,10 @@ func (l *Log) init() error {
 		l.seq = binary.BigEndian.Uint64(v)
 		closer.Close()
 	}
-	l.sync.init(l.seq)
 	return nil
 }
 
-// Close closes the log. It waits for running appends; reads must have
+// Close closes the log. It waits for a running append; reads must have
 // returned. Calls after Close fail; a second Close does nothing.
 func (l *Log) Close() error {
 	l.mu.Lock()
@@ -218,7 +211,6 @@ func (l *Log) Close() error {
 	if l.closed.Swap(true) {
 		return nil
 	}
-	l.syncing.Wait() // a batch must be synced and closed before the database
 	if l.filterCancel != nil {
 		l.filterCancel()
 	}

@@ -3,13 +3,9 @@
 // Every ingestion request waits for a commit, and a commit is one
 // transaction and one sync. Committing each request on its own would cap
 // throughput at the disk's sync rate (a few thousand per second); instead a
-// writer takes everything that queued up while the previous commit was
-// syncing and commits it together, so one sync serves many requests.
+// single writer takes everything that queued up while the previous commit
+// was syncing and commits it together, so one sync serves many requests.
 // Under light load a request commits alone, immediately: there is no timer.
-//
-// Two commits may be in flight: while one waits for its sync, the next
-// group is checked and written, and a store that syncs its log in order
-// (the Pebble event log) makes one fsync serve both.
 package ingest
 
 import (
@@ -35,8 +31,6 @@ type Config struct {
 	MaxQueueEvents int
 	// CommitTimeout bounds one store commit (default 30 s).
 	CommitTimeout time.Duration
-	// Commits is how many commits may be in flight at once (default 2).
-	Commits int
 }
 
 func (c Config) withDefaults() Config {
@@ -48,9 +42,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 30 * time.Second
-	}
-	if c.Commits <= 0 {
-		c.Commits = 2
 	}
 	return c
 }
@@ -185,52 +176,30 @@ func (b *Batcher) Close(ctx context.Context) error {
 
 func (b *Batcher) run() {
 	defer close(b.stopped)
-	slots := make(chan struct{}, b.cfg.Commits)
-	var inFlight sync.WaitGroup
-	// commitQueued starts a commit for each group in the queue, as
-	// slots free up, and returns when the queue is empty.
-	commitQueued := func() {
-		for {
-			slots <- struct{}{}
-			group, events := b.takeGroup()
-			if group == nil {
-				<-slots
-				return
-			}
-			inFlight.Go(func() {
-				defer func() { <-slots }()
-				b.commitGroup(group, events)
-			})
+	for range b.wake {
+		for b.commitNext() {
 		}
 	}
-	for range b.wake {
-		commitQueued()
+	for b.commitNext() { // drain after Close
 	}
-	commitQueued() // drain after Close
-	inFlight.Wait()
 }
 
-// takeGroup takes the next group of queued requests, nil if none.
-func (b *Batcher) takeGroup() (group []*request, events int) {
+// commitNext commits the next group of queued requests and reports whether
+// there was one.
+func (b *Batcher) commitNext() bool {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
+	n, events := 0, 0
 	for n < len(b.queue) && (n == 0 || events+len(b.queue[n].events) <= b.cfg.MaxBatchEvents) {
 		events += len(b.queue[n].events)
 		n++
 	}
-	if n == 0 {
-		return nil, 0
-	}
-	group = b.queue[:n:n]
+	group := b.queue[:n:n]
 	b.queue = b.queue[n:]
 	b.queued -= events
-	return group, events
-}
-
-// commitGroup commits a group of requests and answers each.
-func (b *Batcher) commitGroup(group []*request, events int) {
-	n := len(group)
+	b.mu.Unlock()
+	if n == 0 {
+		return false
+	}
 	all := group[0].events
 	if n > 1 {
 		all = make([]odometer.Event, 0, events)
@@ -246,7 +215,7 @@ func (b *Batcher) commitGroup(group []*request, events int) {
 			r.outcomes, r.err = b.commit(r.events)
 			close(r.done)
 		}
-		return
+		return true
 	}
 	off := 0
 	for _, r := range group {
@@ -259,6 +228,7 @@ func (b *Batcher) commitGroup(group []*request, events int) {
 		close(r.done)
 	}
 	b.commitRequests.Observe(float64(n))
+	return true
 }
 
 func (b *Batcher) commit(events []odometer.Event) ([]odometer.Outcome, error) {

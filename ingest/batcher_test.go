@@ -92,11 +92,10 @@ func waitDepth(t *testing.T, b *ingest.Batcher, n int) {
 	}
 }
 
-// With one commit in flight, everything queued behind it goes in the next.
 func TestGroupCommit(t *testing.T) {
 	t.Parallel()
 	store := newGateStore(true)
-	b := ingest.New(store, ingest.Config{Commits: 1}, prometheus.NewRegistry())
+	b := ingest.New(store, ingest.Config{}, prometheus.NewRegistry())
 	defer b.Close(context.Background())
 
 	first := appendAsync(b, events("a"))
@@ -125,7 +124,7 @@ func TestGroupCommit(t *testing.T) {
 func TestMaxBatchEventsSplitsGroups(t *testing.T) {
 	t.Parallel()
 	store := newGateStore(true)
-	b := ingest.New(store, ingest.Config{MaxBatchEvents: 4, Commits: 1}, nil)
+	b := ingest.New(store, ingest.Config{MaxBatchEvents: 4}, nil)
 	defer b.Close(context.Background())
 	first := appendAsync(b, events("a"))
 	<-store.entered
@@ -153,7 +152,7 @@ func TestMaxBatchEventsSplitsGroups(t *testing.T) {
 func TestQueueFullRefusesWithoutLoss(t *testing.T) {
 	t.Parallel()
 	store := newGateStore(true)
-	b := ingest.New(store, ingest.Config{MaxQueueEvents: 3, Commits: 1}, nil)
+	b := ingest.New(store, ingest.Config{MaxQueueEvents: 3}, nil)
 	defer b.Close(context.Background())
 	first := appendAsync(b, events("a"))
 	<-store.entered
@@ -179,7 +178,7 @@ func TestFailedCommitIsolatesRequests(t *testing.T) {
 	t.Parallel()
 	store := newGateStore(true)
 	store.poison = "bad"
-	b := ingest.New(store, ingest.Config{Commits: 1}, nil)
+	b := ingest.New(store, ingest.Config{}, nil)
 	defer b.Close(context.Background())
 	first := appendAsync(b, events("a"))
 	<-store.entered
@@ -208,7 +207,7 @@ func TestFailedCommitIsolatesRequests(t *testing.T) {
 func TestCloseDrainsThenRefuses(t *testing.T) {
 	t.Parallel()
 	store := newGateStore(true)
-	b := ingest.New(store, ingest.Config{Commits: 1}, nil)
+	b := ingest.New(store, ingest.Config{}, nil)
 	first := appendAsync(b, events("a"))
 	<-store.entered
 	queued := appendAsync(b, events("b"))
@@ -245,7 +244,7 @@ func TestCloseDrainsThenRefuses(t *testing.T) {
 func TestAppendHonoursContext(t *testing.T) {
 	t.Parallel()
 	store := newGateStore(true)
-	b := ingest.New(store, ingest.Config{Commits: 1}, nil)
+	b := ingest.New(store, ingest.Config{}, nil)
 	defer func() {
 		close(store.gate)
 		b.Close(context.Background())
@@ -257,43 +256,5 @@ func TestAppendHonoursContext(t *testing.T) {
 	cancel()
 	if err := <-ch; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-}
-
-// With two commits in flight, a second group commits while the first waits
-// (for its sync, in a real store), and what queues behind both goes
-// together in the next.
-func TestTwoCommitsInFlight(t *testing.T) {
-	t.Parallel()
-	store := newGateStore(true)
-	b := ingest.New(store, ingest.Config{Commits: 2}, nil)
-	defer b.Close(context.Background())
-
-	first := appendAsync(b, events("a"))
-	<-store.entered
-	second := appendAsync(b, events("b"))
-	<-store.entered // both are in the store at once
-	var waiting []chan result
-	for i := range 5 {
-		waiting = append(waiting, appendAsync(b, events(fmt.Sprint("c", i))))
-	}
-	waitDepth(t, b, 5)
-	close(store.gate)
-	for i, ch := range append([]chan result{first, second}, waiting...) {
-		if r := <-ch; r.err != nil || !slices.Equal(r.outcomes, []odometer.Outcome{odometer.Accepted}) {
-			t.Fatalf("request %d: %+v", i, r)
-		}
-	}
-	store.mu.Lock()
-	defer store.mu.Unlock()
-	// The gate releases both held commits and the third together, so
-	// they may reach the store in any order.
-	var sizes []int
-	for _, c := range store.calls {
-		sizes = append(sizes, len(c))
-	}
-	slices.Sort(sizes)
-	if !slices.Equal(sizes, []int{1, 1, 5}) {
-		t.Fatalf("want 3 commits (1, 1 and 5 events), got %v", store.calls)
 	}
 }

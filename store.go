@@ -90,6 +90,7 @@ type Store interface {
 	MeterStore
 	CreditStore
 	ExportStore
+	KeyStore
 	// Ping checks that the database answers; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error

@@ -8,10 +8,13 @@
 // Every handler has the form func(w, r) error; one adapter (see errors.go)
 // logs and renders the errors they return as RFC 9457 problem documents, and
 // maps odometer error codes to HTTP statuses in exactly one place. routes.go
-// lists every route.
+// lists every route with the API key scope it needs; the same adapter
+// resolves the caller's key, namespace and scopes before the handler runs,
+// and applies the rate limits (auth.go, docs/security.md).
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +58,31 @@ type Config struct {
 	// Rollups caches hourly usage for queries and credit balances; nil
 	// reads every event each time.
 	Rollups *odometer.Rollups
+
+	// Open serves without API keys: every request works in namespace
+	// DefaultNamespace with every scope, and needs no Authorization header.
+	// When false, every route but /healthz, /readyz, /metrics and
+	// /api/v1/openapi.yaml needs "Authorization: Bearer <token>" of a key
+	// in Store (docs/security.md). An Open handler stops being open, for
+	// good, once Store holds a key: at once when the key is made through
+	// it, within KeyCacheTTL when another node or tool made it.
+	Open bool
+	// IngestRate and QueryRate limit the requests per second of each API
+	// key (in Open mode, of everybody together) to POST /api/v1/events and
+	// to the usage query and group-by values routes; 0 is unlimited.
+	// IngestBurst and QueryBurst are the bursts allowed above the rate
+	// (≤ 0: max(1, rate)). The limits are kept in memory per node: n nodes
+	// allow n times the rate. Over the limit the answer is 429 with
+	// Retry-After.
+	IngestRate, QueryRate   float64
+	IngestBurst, QueryBurst int
+	// MaxQueryWindows is how many windows a usage query's [from, to) may
+	// hold at its windowSize (≤ 0: DefaultMaxQueryWindows).
+	MaxQueryWindows int
+	// KeyCacheTTL is how long an API key looked up in Store is trusted
+	// (≤ 0: DefaultKeyCacheTTL): a key revoked on another node stops
+	// working here within it.
+	KeyCacheTTL time.Duration
 }
 
 // Limits bound what one request may carry.
@@ -73,7 +101,7 @@ const (
 )
 
 // handler serves the API. Its methods with the signature of handlerFunc are
-// the route handlers; routes() lists them.
+// the route handlers; routeTable lists them.
 type handler struct {
 	store    odometer.Store
 	ingester Ingester
@@ -86,6 +114,11 @@ type handler struct {
 	credits  *ledger.Service
 	rollups  *odometer.Rollups
 	mux      *http.ServeMux
+
+	open       openState  // Config.Open, until a key exists
+	keys       *keyCache  // API keys by id
+	rates      rateLimits // per key
+	maxWindows int        // Config.MaxQueryWindows
 
 	promHandler http.Handler // serves registry
 }
@@ -108,6 +141,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		now:      cfg.Now,
 		rollups:  cfg.Rollups,
 		mux:      http.NewServeMux(),
+
+		keys:       newKeyCache(cfg.Store, cmp.Or(max(cfg.KeyCacheTTL, 0), DefaultKeyCacheTTL)),
+		rates:      rateLimits{ingest: newLimiter(cfg.IngestRate, cfg.IngestBurst), query: newLimiter(cfg.QueryRate, cfg.QueryBurst)},
+		maxWindows: cmp.Or(max(cfg.MaxQueryWindows, 0), DefaultMaxQueryWindows),
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -132,13 +169,25 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h.promHandler = promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{h}})
 	h.meters = newMeterCache(cfg.Store, h.log)
 	h.credits = ledger.New(cfg.Store, h.now, cfg.Rollups)
-	h.routes()
+	h.open.on.Store(cfg.Open)
+	if err := h.register(routeTable(h)); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
-// namespace returns the namespace a request works in. It is the one place
-// that will resolve it from the API key once keys exist.
-func namespace(*http.Request) string { return "default" }
+// namespace returns the namespace a request works in: its API key's. It
+// is the one place handlers get it from. It panics (a 500) for a request
+// whose caller was not resolved, which only a public route's handler
+// could send: answering from some default namespace instead would serve
+// one namespace's data to anybody.
+func namespace(r *http.Request) string {
+	c, _ := r.Context().Value(callerContextKey{}).(*caller)
+	if c == nil {
+		panic("api: namespace of a request without a caller (a public route reading namespaced data)")
+	}
+	return c.namespace
+}
 
 // clock returns the current time in UTC at storage precision.
 func (h *handler) clock() time.Time {

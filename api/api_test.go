@@ -49,7 +49,8 @@ type env struct {
 	store *sqlite.Store
 }
 
-// newEnv starts a server; opts adjust its Config.
+// newEnv starts a server; opts adjust its Config. It serves Open (no API
+// keys) unless an option sets Open to false.
 func newEnv(t testing.TB, opts ...func(*api.Config)) *env {
 	t.Helper()
 	store, err := sqlite.Open(t.TempDir())
@@ -63,6 +64,7 @@ func newEnv(t testing.TB, opts ...func(*api.Config)) *env {
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry: prometheus.NewRegistry(),
 		Now:      func() time.Time { return testNow },
+		Open:     true,
 	}
 	for _, o := range opts {
 		o(&cfg)

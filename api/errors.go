@@ -97,8 +97,9 @@ func newProblem(err error, status int, requestID string) problem {
 	default:
 		p.Detail = detail(err)
 	}
+	p.Detail = redact(p.Detail)
 	for _, f := range odometer.ErrorFields(err) {
-		pf := problemField{Field: f.Field, Reason: f.Reason}
+		pf := problemField{Field: redact(f.Field), Reason: redact(f.Reason)}
 		if f.Index >= 0 {
 			i := f.Index
 			pf.Index = &i
@@ -179,15 +180,17 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// handle adapts a handlerFunc for a route: it assigns a request id, renders
-// and logs a returned error (or a panic), and records the request metrics.
-func (h *handler) handle(route string, fn handlerFunc) http.Handler {
+// handle adapts a route's handler: it assigns a request id, resolves the
+// caller (authorize), renders and logs a returned error (or a panic), and
+// records the request metrics. Nothing it logs holds a request header, so
+// no token reaches the log; a failed request's log names the key by id.
+func (h *handler) handle(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.serve(route, w, r, fn)
+		h.serve(rt, w, r)
 	})
 }
 
-func (h *handler) serve(route string, w http.ResponseWriter, r *http.Request, fn handlerFunc) {
+func (h *handler) serve(rt route, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := odometer.NewID(start)
 	w.Header().Set("X-Request-Id", id)
@@ -198,7 +201,7 @@ func (h *handler) serve(route string, w http.ResponseWriter, r *http.Request, fn
 				panic(v)
 			}
 			err := fmt.Errorf("panic: %v", v)
-			h.log.Error("api: handler panicked", "request", id, "route", route, "err", err, "stack", string(debug.Stack()))
+			h.log.Error("api: handler panicked", "request", id, "route", rt.pattern, "err", redact(err.Error()), "stack", string(debug.Stack()))
 			if rw.status == 0 {
 				writeProblem(rw, err, id)
 			}
@@ -207,15 +210,22 @@ func (h *handler) serve(route string, w http.ResponseWriter, r *http.Request, fn
 		if status == 0 {
 			status = http.StatusOK
 		}
-		h.metrics.observe(route, status, time.Since(start))
+		h.metrics.observe(rt.pattern, status, time.Since(start))
 	}()
-	err := fn(rw, r)
+	r, c, err := h.authorize(rt, r)
+	if err == nil {
+		err = rt.fn(rw, r)
+	}
 	if err == nil {
 		return
 	}
+	attrs := []any{"request", id, "route", rt.pattern}
+	if c != nil && c.key != nil {
+		attrs = append(attrs, "namespace", c.namespace, "key", c.key.ID)
+	}
 	if rw.status != 0 {
 		// The response has started; all we can do is log.
-		h.log.Error("api: error after response started", "request", id, "route", route, "err", err)
+		h.log.Error("api: error after response started", append(attrs, "err", redact(err.Error()))...)
 		return
 	}
 	status := writeProblem(rw, err, id)
@@ -223,8 +233,7 @@ func (h *handler) serve(route string, w http.ResponseWriter, r *http.Request, fn
 	if status >= 500 {
 		level = slog.LevelError
 	}
-	h.log.Log(r.Context(), level, "api: request failed", "request", id, "route", route,
-		"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	h.log.Log(r.Context(), level, "api: request failed", append(attrs, "method", r.Method, "path", redact(r.URL.Path), "status", status, "err", redact(err.Error()))...)
 }
 
 // ServeHTTP dispatches to the routes. Requests that match no route get a
@@ -240,15 +249,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(rec, r)
 	switch rec.status {
 	case http.StatusNotFound:
-		h.serve("unmatched", w, r, func(http.ResponseWriter, *http.Request) error {
+		h.serve(route{pattern: "unmatched", scope: scopePublic, fn: func(http.ResponseWriter, *http.Request) error {
 			return &statusError{status: http.StatusNotFound, detail: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
-		})
+		}}, w, r)
 	case http.StatusMethodNotAllowed:
-		h.serve("unmatched", w, r, func(http.ResponseWriter, *http.Request) error {
+		h.serve(route{pattern: "unmatched", scope: scopePublic, fn: func(http.ResponseWriter, *http.Request) error {
 			return &statusError{status: http.StatusMethodNotAllowed,
 				detail: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow")),
 				header: http.Header{"Allow": rec.header.Values("Allow")}}
-		})
+		}}, w, r)
 	default:
 		for k, v := range rec.header {
 			w.Header()[k] = v

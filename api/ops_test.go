@@ -75,8 +75,9 @@ func TestOpenAPI(t *testing.T) {
 		t.Fatalf("GET /api/v1/openapi.yaml: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	var doc struct {
-		OpenAPI string                    `yaml:"openapi"`
-		Paths   map[string]map[string]any `yaml:"paths"`
+		OpenAPI  string                    `yaml:"openapi"`
+		Security []map[string]any          `yaml:"security"`
+		Paths    map[string]map[string]any `yaml:"paths"`
 	}
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("openapi.yaml does not parse: %v", err)
@@ -84,27 +85,25 @@ func TestOpenAPI(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.0") {
 		t.Errorf("openapi: %q", doc.OpenAPI)
 	}
-	// Every route is documented.
-	for _, route := range []string{
-		"POST /api/v1/events", "GET /api/v1/events",
-		"GET /api/v1/meters", "POST /api/v1/meters",
-		"GET /api/v1/meters/{meterIdOrSlug}", "PUT /api/v1/meters/{meterIdOrSlug}", "DELETE /api/v1/meters/{meterIdOrSlug}",
-		"GET /api/v1/meters/{meterIdOrSlug}/query", "POST /api/v1/meters/{meterIdOrSlug}/query",
-		"GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values",
-		"POST /api/v1/features", "GET /api/v1/features",
-		"GET /api/v1/features/{featureIdOrKey}", "DELETE /api/v1/features/{featureIdOrKey}",
-		"POST /api/v1/features/{featureId}/archive",
-		"POST /api/v1/ledgers", "GET /api/v1/ledgers", "GET /api/v1/ledgers/{ledgerId}",
-		"POST /api/v1/ledgers/{ledgerId}/grants", "GET /api/v1/ledgers/{ledgerId}/grants",
-		"GET /api/v1/ledgers/{ledgerId}/grants/{grantId}", "POST /api/v1/ledgers/{ledgerId}/grants/{grantId}/void",
-		"GET /api/v1/ledgers/{ledgerId}/balance", "GET /api/v1/ledgers/{ledgerId}/history",
-		"POST /api/v1/ledgers/{ledgerId}/reset", "GET /api/v1/ledgers/{ledgerId}/access",
-		"GET /api/v1/openapi.yaml", "GET /healthz", "GET /readyz", "GET /metrics",
-	} {
-		method, path, _ := strings.Cut(route, " ")
+	// Every route is documented, with the scope it needs: public routes
+	// override the global bearer security with none.
+	if len(doc.Security) != 1 || doc.Security[0]["bearerAuth"] == nil {
+		t.Errorf("global security = %v, want bearerAuth", doc.Security)
+	}
+	for _, route := range api.Routes() {
+		method, path, _ := strings.Cut(route.Pattern, " ")
 		op, _ := doc.Paths[path][strings.ToLower(method)].(map[string]any)
 		if op == nil || op["responses"] == nil {
-			t.Errorf("openapi.yaml does not document %s", route)
+			t.Errorf("openapi.yaml does not document %s", route.Pattern)
+			continue
+		}
+		sec, public := op["security"].([]any)
+		switch {
+		case route.Scope == "public" && (!public || len(sec) != 0):
+			t.Errorf("%s: public but not security: [] in openapi.yaml", route.Pattern)
+		case route.Scope != "public" && (op["security"] != nil || op["x-odometer-scope"] != route.Scope):
+			t.Errorf("%s: x-odometer-scope %v, security %v; want scope %s and the global security", route.Pattern,
+				op["x-odometer-scope"], op["security"], route.Scope)
 		}
 	}
 	if string(api.OpenAPI()) != string(b) {

@@ -135,6 +135,12 @@ func (h *handler) query(w http.ResponseWriter, r *http.Request, req queryRequest
 		}
 	}
 	q.FilterGroupBy = filter
+	// The query cost limit: a range too long for its windows.
+	to := q.To
+	if to.IsZero() {
+		to = h.clock()
+	}
+	fields = checkWindows(fields, q.From, to, q.WindowSize, q.TimeZone, h.maxWindows)
 	if err := fieldsError("invalid usage query", fields); err != nil {
 		return err
 	}

@@ -1,57 +1,97 @@
 package api
 
-// routes lists every route of the API. The route label of the request
-// metrics is the pattern.
-func (h *handler) routes() {
-	for _, r := range []struct {
-		pattern string
-		fn      handlerFunc
-	}{
-		{"POST /api/v1/events", h.ingestEvents},
-		{"GET /api/v1/events", h.listEvents},
+import (
+	"fmt"
+	"slices"
 
-		{"GET /api/v1/meters", h.listMeters},
-		{"POST /api/v1/meters", h.createMeter},
-		{"GET /api/v1/meters/{meterIdOrSlug}", h.getMeter},
-		{"PUT /api/v1/meters/{meterIdOrSlug}", h.updateMeter},
-		{"DELETE /api/v1/meters/{meterIdOrSlug}", h.deleteMeter},
-		{"GET /api/v1/meters/{meterIdOrSlug}/query", h.queryMeter},
-		{"POST /api/v1/meters/{meterIdOrSlug}/query", h.queryMeterPost},
-		{"GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values", h.listGroupByValues},
+	"github.com/odometerhq/odometer"
+)
 
-		{"POST /api/v1/features", h.createFeature},
-		{"GET /api/v1/features", h.listFeatures},
-		{"GET /api/v1/features/{featureIdOrKey}", h.getFeature},
-		{"DELETE /api/v1/features/{featureIdOrKey}", h.deleteFeature},
-		{"POST /api/v1/features/{featureId}/archive", h.archiveFeature},
+// route is one entry of the route table: its pattern (also the route label
+// of the request metrics), the scope an API key needs to call it, the rate
+// limit it counts against and its handler.
+type route struct {
+	pattern string
+	scope   string
+	limit   rateClass
+	fn      handlerFunc
+}
 
-		{"POST /api/v1/ledgers", h.createLedger},
-		{"GET /api/v1/ledgers", h.listLedgers},
-		{"GET /api/v1/ledgers/{ledgerId}", h.getLedger},
-		{"POST /api/v1/ledgers/{ledgerId}/grants", h.createGrant},
-		{"GET /api/v1/ledgers/{ledgerId}/grants", h.listGrants},
-		{"GET /api/v1/ledgers/{ledgerId}/grants/{grantId}", h.getGrant},
-		{"POST /api/v1/ledgers/{ledgerId}/grants/{grantId}/void", h.voidGrant},
-		{"GET /api/v1/ledgers/{ledgerId}/balance", h.getBalance},
-		{"GET /api/v1/ledgers/{ledgerId}/history", h.getHistory},
-		{"POST /api/v1/ledgers/{ledgerId}/reset", h.resetLedger},
-		{"GET /api/v1/ledgers/{ledgerId}/access", h.checkAccess},
+// Scopes, as the route table spells them. scopePublic marks the routes
+// that need no API key.
+const (
+	scopeIngest = odometer.ScopeIngest
+	scopeRead   = odometer.ScopeRead
+	scopeAdmin  = odometer.ScopeAdmin
+	scopePublic = "public"
+)
 
-		{"GET /api/v1/exports", h.listExports},
-		{"GET /api/v1/exports/{destination}", h.getExport},
-		{"PUT /api/v1/exports/{destination}", h.putExport},
-		{"DELETE /api/v1/exports/{destination}", h.deleteExport},
-		{"GET /api/v1/exports/{destination}/customers", h.listExportCustomers},
-		{"PUT /api/v1/exports/{destination}/customers/{subject}", h.putExportCustomer},
-		{"DELETE /api/v1/exports/{destination}/customers/{subject}", h.deleteExportCustomer},
-		{"GET /api/v1/exports/{destination}/records", h.listExportRecords},
-		{"GET /api/v1/exports/{destination}/status", h.exportStatus},
+// routeTable lists every route of the API with the scope it needs
+// (docs/security.md, "Scopes"): POST /api/v1/events needs ingest; reads
+// and usage queries (also when sent by POST) need read; everything that
+// creates, changes or deletes, and the keys, needs admin. An admin key may
+// call every route. NewHandler refuses a route without a known scope.
+func routeTable(h *handler) []route {
+	return []route{
+		{"POST /api/v1/events", scopeIngest, rateIngest, h.ingestEvents},
+		{"GET /api/v1/events", scopeRead, rateNone, h.listEvents},
 
-		{"GET /api/v1/openapi.yaml", h.openAPI},
-		{"GET /healthz", h.healthz},
-		{"GET /readyz", h.readyz},
-		{"GET /metrics", h.serveMetrics},
-	} {
-		h.mux.Handle(r.pattern, h.handle(r.pattern, r.fn))
+		{"GET /api/v1/meters", scopeRead, rateNone, h.listMeters},
+		{"POST /api/v1/meters", scopeAdmin, rateNone, h.createMeter},
+		{"GET /api/v1/meters/{meterIdOrSlug}", scopeRead, rateNone, h.getMeter},
+		{"PUT /api/v1/meters/{meterIdOrSlug}", scopeAdmin, rateNone, h.updateMeter},
+		{"DELETE /api/v1/meters/{meterIdOrSlug}", scopeAdmin, rateNone, h.deleteMeter},
+		{"GET /api/v1/meters/{meterIdOrSlug}/query", scopeRead, rateQuery, h.queryMeter},
+		{"POST /api/v1/meters/{meterIdOrSlug}/query", scopeRead, rateQuery, h.queryMeterPost},
+		{"GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values", scopeRead, rateQuery, h.listGroupByValues},
+
+		{"POST /api/v1/features", scopeAdmin, rateNone, h.createFeature},
+		{"GET /api/v1/features", scopeRead, rateNone, h.listFeatures},
+		{"GET /api/v1/features/{featureIdOrKey}", scopeRead, rateNone, h.getFeature},
+		{"DELETE /api/v1/features/{featureIdOrKey}", scopeAdmin, rateNone, h.deleteFeature},
+		{"POST /api/v1/features/{featureId}/archive", scopeAdmin, rateNone, h.archiveFeature},
+
+		{"POST /api/v1/ledgers", scopeAdmin, rateNone, h.createLedger},
+		{"GET /api/v1/ledgers", scopeRead, rateNone, h.listLedgers},
+		{"GET /api/v1/ledgers/{ledgerId}", scopeRead, rateNone, h.getLedger},
+		{"POST /api/v1/ledgers/{ledgerId}/grants", scopeAdmin, rateNone, h.createGrant},
+		{"GET /api/v1/ledgers/{ledgerId}/grants", scopeRead, rateNone, h.listGrants},
+		{"GET /api/v1/ledgers/{ledgerId}/grants/{grantId}", scopeRead, rateNone, h.getGrant},
+		{"POST /api/v1/ledgers/{ledgerId}/grants/{grantId}/void", scopeAdmin, rateNone, h.voidGrant},
+		{"GET /api/v1/ledgers/{ledgerId}/balance", scopeRead, rateNone, h.getBalance},
+		{"GET /api/v1/ledgers/{ledgerId}/history", scopeRead, rateNone, h.getHistory},
+		{"POST /api/v1/ledgers/{ledgerId}/reset", scopeAdmin, rateNone, h.resetLedger},
+		{"GET /api/v1/ledgers/{ledgerId}/access", scopeRead, rateNone, h.checkAccess},
+
+		{"GET /api/v1/exports", scopeRead, rateNone, h.listExports},
+		{"GET /api/v1/exports/{destination}", scopeRead, rateNone, h.getExport},
+		{"PUT /api/v1/exports/{destination}", scopeAdmin, rateNone, h.putExport},
+		{"DELETE /api/v1/exports/{destination}", scopeAdmin, rateNone, h.deleteExport},
+		{"GET /api/v1/exports/{destination}/customers", scopeRead, rateNone, h.listExportCustomers},
+		{"PUT /api/v1/exports/{destination}/customers/{subject}", scopeAdmin, rateNone, h.putExportCustomer},
+		{"DELETE /api/v1/exports/{destination}/customers/{subject}", scopeAdmin, rateNone, h.deleteExportCustomer},
+		{"GET /api/v1/exports/{destination}/records", scopeRead, rateNone, h.listExportRecords},
+		{"GET /api/v1/exports/{destination}/status", scopeRead, rateNone, h.exportStatus},
+
+		{"POST /api/v1/keys", scopeAdmin, rateNone, h.createKey},
+		{"GET /api/v1/keys", scopeAdmin, rateNone, h.listKeys},
+		{"DELETE /api/v1/keys/{keyId}", scopeAdmin, rateNone, h.revokeKey},
+
+		{"GET /api/v1/openapi.yaml", scopePublic, rateNone, h.openAPI},
+		{"GET /healthz", scopePublic, rateNone, h.healthz},
+		{"GET /readyz", scopePublic, rateNone, h.readyz},
+		{"GET /metrics", scopePublic, rateNone, h.serveMetrics},
 	}
+}
+
+// register serves the routes of table, or fails if one has no known
+// scope.
+func (h *handler) register(table []route) error {
+	for _, r := range table {
+		if r.scope != scopePublic && !slices.Contains(odometer.Scopes, r.scope) {
+			return fmt.Errorf("api: route %q has no scope (want %v or %q)", r.pattern, odometer.Scopes, scopePublic)
+		}
+		h.mux.Handle(r.pattern, h.handle(r))
+	}
+	return nil
 }

@@ -27,6 +27,7 @@ import (
 type Client struct {
 	baseURL string
 	http    *http.Client
+	apiKey  string // sent as a bearer token; "" sends none
 }
 
 // Option configures a Client.
@@ -38,6 +39,15 @@ func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.http = hc }
 }
 
+// WithAPIKey makes the Client send token (odo_<id>_<secret>) as
+// "Authorization: Bearer <token>" on every request to the server, the
+// Recorder's included. The header goes only to baseURL's scheme and host,
+// never to another host a redirect points to. Without it the Client sends
+// no key, which only a server without keys (Open mode) accepts.
+func WithAPIKey(token string) Option {
+	return func(c *Client) { c.apiKey = token }
+}
+
 // New returns a client for the server at baseURL, e.g.
 // "http://127.0.0.1:8888". A path in baseURL is kept as a prefix of every
 // request path.
@@ -46,7 +56,50 @@ func New(baseURL string, opts ...Option) *Client {
 	for _, o := range opts {
 		o(c)
 	}
+	if c.apiKey != "" {
+		// The key is added by the transport, so that every request of the
+		// Client carries it, whichever method builds it.
+		hc := *c.http
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		origin := ""
+		if u, err := url.Parse(c.baseURL); err == nil {
+			origin = u.Scheme + "://" + u.Host
+		}
+		hc.Transport = &bearerTransport{base: base, origin: origin, header: "Bearer " + c.apiKey}
+		c.http = &hc
+	}
 	return c
+}
+
+// bearerTransport adds the Authorization header to the requests it sends
+// to origin, and only to those.
+type bearerTransport struct {
+	base   http.RoundTripper
+	origin string // scheme://host[:port] of the server
+	header string // "Bearer <token>"
+}
+
+// RoundTrip sends r, with the key if it goes to the server and carries no
+// Authorization header of its own. r itself is left unchanged, as
+// http.RoundTripper requires.
+func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.origin == "" || !strings.EqualFold(r.URL.Scheme+"://"+r.URL.Host, t.origin) || r.Header.Get("Authorization") != "" {
+		return t.base.RoundTrip(r)
+	}
+	r2 := r.Clone(r.Context())
+	r2.Header.Set("Authorization", t.header)
+	return t.base.RoundTrip(r2)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// wrapped transport.
+func (t *bearerTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // Event is a usage event: a CloudEvents 1.0 object. Its identity is

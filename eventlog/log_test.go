@@ -26,12 +26,13 @@ import (
 )
 
 // store is the embedded store as the server composes it: events in the
-// Pebble log, meters, credits and exports in SQLite.
+// Pebble log, meters, credits, exports and API keys in SQLite.
 type store struct {
 	*eventlog.Log
 	odometer.MeterStore
 	odometer.CreditStore
 	odometer.ExportStore
+	odometer.KeyStore
 	meters *sqlite.Store
 }
 
@@ -49,7 +50,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		l := open(t, filepath.Join(dir, eventlog.DirName))
-		s := &store{Log: l, MeterStore: meters, CreditStore: meters, ExportStore: meters, meters: meters}
+		s := &store{Log: l, MeterStore: meters, CreditStore: meters, ExportStore: meters, KeyStore: meters, meters: meters}
 		t.Cleanup(func() { meters.Close() })
 		return s
 	})

@@ -252,6 +252,7 @@ func buildQueryBench() (f *queryBench, err error) {
 	h, err := api.NewHandler(api.Config{
 		Store:    store,
 		Ingester: benchIngester{store},
+		Open:     true, // no API keys: see docs/security.md
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registry: prometheus.NewRegistry(),
 		Now:      func() time.Time { return benchNow },
@@ -274,6 +275,7 @@ func buildQueryBench() (f *queryBench, err error) {
 	hc, err := api.NewHandler(api.Config{
 		Store:    store,
 		Ingester: benchIngester{store},
+		Open:     true, // no API keys: see docs/security.md
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registry: prometheus.NewRegistry(),
 		Now:      func() time.Time { return time.Now().Add(10 * time.Minute) },

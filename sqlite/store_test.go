@@ -139,6 +139,9 @@ func TestQueryPlans(t *testing.T) {
 			ORDER BY hour, subject, dimension LIMIT 10`, "export_records_hour"},
 		{`SELECT * FROM export_records WHERE namespace = 'n' AND destination = 'd' AND status = 'pending'
 			AND next_attempt_at <= 9`, "export_records_due"},
+		// Every request's key, whatever id it sends, and the key listing.
+		{`SELECT * FROM api_keys WHERE id = 'k'`, "PRIMARY KEY"},
+		{`SELECT * FROM api_keys WHERE namespace = 'n' ORDER BY created_at, id`, "api_keys_namespace"},
 	}
 	for _, tt := range tests {
 		rows, err := db.Query("EXPLAIN QUERY PLAN " + tt.query)

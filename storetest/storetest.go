@@ -76,6 +76,11 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"Exports/Summarize", testExportSummarize},
 		{"Exports/Namespaces", testExportNamespaces},
 		{"Exports/Lock", testExportLock},
+		{"APIKeys/RoundTrip", testAPIKeyRoundTrip},
+		{"APIKeys/Create", testAPIKeyCreate},
+		{"APIKeys/List", testAPIKeyList},
+		{"APIKeys/Revoke", testAPIKeyRevoke},
+		{"APIKeys/Concurrent", testAPIKeyConcurrent},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {

@@ -34,6 +34,15 @@ import (
 //	usageCacheHours: 500000
 //	noExport: false                   # true: this node never exports
 //	exportInterval: 30s
+//	insecure: false                   # allow a non-loopback addr without keys
+//	tlsCert: /etc/odometer/cert.pem   # with tlsKey: serve HTTPS
+//	tlsKey: /etc/odometer/key.pem
+//	maxConns: 10000
+//	rateIngest: 0                     # requests/s per API key; 0: no limit
+//	rateQuery: 0
+//	maxQueryWindows: 10000
+//	keys:                             # API keys declared by hash (odometer keys create --offline)
+//	  - {id: 01jd…, namespace: default, name: ci, scopes: [ingest], hash: "sha256:…:…"}
 //	meters:
 //	  - slug: tokens
 //	    eventType: prompt
@@ -92,6 +101,14 @@ type fileConfig struct {
 	ExportInterval  *scalar        `yaml:"exportInterval"`
 	Meters          []configMeter  `yaml:"meters"`
 	Exports         []configExport `yaml:"exports"`
+	Keys            []configKey    `yaml:"keys"`
+	Insecure        *scalar        `yaml:"insecure"`
+	TLSCert         *scalar        `yaml:"tlsCert"`
+	TLSKey          *scalar        `yaml:"tlsKey"`
+	MaxConns        *scalar        `yaml:"maxConns"`
+	RateIngest      *scalar        `yaml:"rateIngest"`
+	RateQuery       *scalar        `yaml:"rateQuery"`
+	MaxQueryWindows *scalar        `yaml:"maxQueryWindows"`
 }
 
 // configMeter is a meter definition, with the field names of the API.
@@ -178,6 +195,7 @@ type loadedConfig struct {
 	settings map[string]setting // by flag name
 	meters   []*odometer.Meter  // validated
 	exports  []*exportDef       // validated
+	keys     []*odometer.APIKey // validated
 }
 
 // loadConfigFile reads and checks the config file at path.
@@ -241,6 +259,13 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"usage-cache-hours", "usageCacheHours", fc.UsageCacheHours},
 		{"no-export", "noExport", fc.NoExport},
 		{"export-interval", "exportInterval", fc.ExportInterval},
+		{"insecure", "insecure", fc.Insecure},
+		{"tls-cert", "tlsCert", fc.TLSCert},
+		{"tls-key", "tlsKey", fc.TLSKey},
+		{"max-conns", "maxConns", fc.MaxConns},
+		{"rate-ingest", "rateIngest", fc.RateIngest},
+		{"rate-query", "rateQuery", fc.RateQuery},
+		{"max-query-windows", "maxQueryWindows", fc.MaxQueryWindows},
 	} {
 		if s.v != nil {
 			lc.settings[s.flag] = setting{key: s.key, value: s.v.value, line: s.v.line}
@@ -285,6 +310,11 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		names[ce.Name] = i
 		lc.exports = append(lc.exports, def)
 	}
+	keys, err := parseConfigKeys(fc.Keys)
+	if err != nil {
+		return nil, err
+	}
+	lc.keys = keys
 	return lc, nil
 }
 
@@ -494,4 +524,45 @@ func sameDestination(a, b *odometer.ExportDestination) bool {
 				x.Multiply.Cmp(y.Multiply) == 0 && x.Divide.Cmp(y.Divide) == 0 &&
 				equalMaps(x.GroupBy, y.GroupBy, func(p, q string) bool { return p == q })
 		})
+}
+
+// configKey is an API key declared in the config file by its hash, as
+// "odometer keys create --offline" prints it.
+type configKey struct {
+	ID        string   `yaml:"id"`
+	Namespace string   `yaml:"namespace"`
+	Name      string   `yaml:"name"`
+	Scopes    []string `yaml:"scopes"`
+	Hash      string   `yaml:"hash"`
+}
+
+// parseConfigKeys checks the config file's keys.
+func parseConfigKeys(cks []configKey) ([]*odometer.APIKey, error) {
+	var keys []*odometer.APIKey
+	seen := map[string]int{}
+	for i, ck := range cks {
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("keys[%d] (%q): %s", i, ck.ID, fmt.Sprintf(format, args...))
+		}
+		if _, _, err := odometer.ParseToken("odo_" + ck.ID + "_x"); err != nil {
+			return nil, bad("id must be the 26-character id that odometer keys create printed")
+		}
+		if first, dup := seen[ck.ID]; dup {
+			return nil, bad("id is keys[%d]'s already", first)
+		}
+		seen[ck.ID] = i
+		if ck.Namespace == "" {
+			return nil, bad("namespace is required")
+		}
+		if err := odometer.CheckScopes(ck.Scopes); err != nil {
+			return nil, bad("%v", err)
+		}
+		salt, hash, err := odometer.ParseKeyHash(ck.Hash)
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		keys = append(keys, &odometer.APIKey{ID: ck.ID, Namespace: ck.Namespace, Name: ck.Name,
+			Scopes: ck.Scopes, Salt: salt, Hash: hash})
+	}
+	return keys, nil
 }

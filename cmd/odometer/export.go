@@ -45,11 +45,12 @@ func runExport(ctx context.Context, e *env, args []string) error {
 // runExportStatus prints, per destination, hour and dimension, how many
 // records are in each status, as a table or CSV.
 func runExportStatus(ctx context.Context, e *env, args []string) error {
-	var server, from, to string
+	var rem remote
+	var from, to string
 	var asCSV bool
-	envFlags := only("server")
+	envFlags := remoteEnv
 	fs := newFlagSet(e, "export status", "export status [flags] [DESTINATION]", envFlags)
-	fs.StringVar(&server, "server", "http://127.0.0.1:8888", "server `URL`")
+	rem.flags(fs)
 	fs.StringVar(&from, "from", "", "first hour, inclusive: RFC 3339 `time` or a date YYYY-MM-DD (UTC) (default: 48 hours before --to)")
 	fs.StringVar(&to, "to", "", "end, exclusive: RFC 3339 `time` or a date YYYY-MM-DD (UTC) (default: the end of the last frozen hour)")
 	fs.BoolVar(&asCSV, "csv", false, "print CSV instead of a table")
@@ -64,7 +65,7 @@ func runExportStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := client.New(server)
+	c := rem.client()
 	var names []string
 	if len(args) == 1 {
 		names = args
@@ -101,12 +102,13 @@ func runExportStatus(ctx context.Context, e *env, args []string) error {
 
 // runExportRecords prints a destination's outbox records as a table.
 func runExportRecords(ctx context.Context, e *env, args []string) error {
-	var server, from, to, subject, dimension string
+	var rem remote
+	var from, to, subject, dimension string
 	var statuses stringList
 	var limit int
-	envFlags := only("server")
+	envFlags := remoteEnv
 	fs := newFlagSet(e, "export records", "export records [flags] DESTINATION", envFlags)
-	fs.StringVar(&server, "server", "http://127.0.0.1:8888", "server `URL`")
+	rem.flags(fs)
 	fs.Var(&statuses, "status", "only records in this `status`: pending, accepted, duplicate, not_subscribed, rejected, expired, empty (repeatable, or comma-separated)")
 	fs.StringVar(&from, "from", "", "first hour, inclusive: RFC 3339 `time` or a date YYYY-MM-DD (UTC)")
 	fs.StringVar(&to, "to", "", "end, exclusive: RFC 3339 `time` or a date YYYY-MM-DD (UTC)")
@@ -130,7 +132,7 @@ func runExportRecords(ctx context.Context, e *env, args []string) error {
 			q.Status = append(q.Status, strings.TrimSpace(v))
 		}
 	}
-	recs, err := client.New(server).ExportRecords(ctx, args[0], q)
+	recs, err := rem.client().ExportRecords(ctx, args[0], q)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ const maxBatchBytes = 4 << 20
 
 // ingestOptions are the flags of ingest.
 type ingestOptions struct {
-	server      string
+	remote      remote
 	batch       int
 	concurrency int
 	retries     int
@@ -39,9 +39,9 @@ type ingestOptions struct {
 // other batches still go, and the command fails at the end.
 func runIngest(ctx context.Context, e *env, args []string) error {
 	var o ingestOptions
-	envFlags := only("server")
+	envFlags := remoteEnv
 	fs := newFlagSet(e, "ingest", "ingest [flags] FILE|-", envFlags)
-	fs.StringVar(&o.server, "server", "http://127.0.0.1:8888", "server `URL`")
+	o.remote.flags(fs)
 	fs.IntVar(&o.batch, "batch", 1000, "events per request")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "requests in flight at once")
 	fs.IntVar(&o.retries, "retries", 10, "retries of a request that failed with 429, 502, 503, 504 or a connection error")
@@ -67,7 +67,7 @@ func runIngest(ctx context.Context, e *env, args []string) error {
 	}
 	ing := &ingester{
 		opts:   o,
-		client: client.New(o.server),
+		client: o.remote.client(),
 		stderr: e.stderr,
 		tty:    isTerminal(e.stderr),
 	}

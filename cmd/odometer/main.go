@@ -53,6 +53,7 @@ func commands() []command {
 		{"query", "query a meter's usage", runQuery},
 		{"meters", "list a server's meters", runMeters},
 		{"export", "show a server's usage exports: status or records", runExport},
+		{"keys", "create, list or revoke API keys", runKeys},
 		{"version", "print the version", runVersion},
 		{"help", "print this help", nil},
 	}

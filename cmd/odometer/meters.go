@@ -6,24 +6,21 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/odometerhq/odometer/client"
 )
 
 // runMeters lists a server's meters as a table.
 func runMeters(ctx context.Context, e *env, args []string) error {
-	var server string
-	envFlags := only("server")
-	fs := newFlagSet(e, "meters", "meters [flags]", envFlags)
-	fs.StringVar(&server, "server", "http://127.0.0.1:8888", "server `URL`")
-	args, err := parseFlags(fs, args, e.getenv, envFlags)
+	var rem remote
+	fs := newFlagSet(e, "meters", "meters [flags]", remoteEnv)
+	rem.flags(fs)
+	args, err := parseFlags(fs, args, e.getenv, remoteEnv)
 	if err != nil {
 		return err
 	}
 	if len(args) > 0 {
 		return &usageError{err: fmt.Errorf("meters takes no arguments; got %q", args)}
 	}
-	meters, err := client.New(server).ListMeters(ctx)
+	meters, err := rem.client().ListMeters(ctx)
 	if err != nil {
 		return err
 	}

@@ -18,12 +18,13 @@ import (
 // runQuery prints a meter's usage as a table, CSV or JSON.
 func runQuery(ctx context.Context, e *env, args []string) error {
 	var (
-		server, from, to, window, tz, format string
-		subjects, groupBy, filters           stringList
+		rem                          remote
+		from, to, window, tz, format string
+		subjects, groupBy, filters   stringList
 	)
-	envFlags := only("server")
+	envFlags := remoteEnv
 	fs := newFlagSet(e, "query", "query [flags] METER", envFlags)
-	fs.StringVar(&server, "server", "http://127.0.0.1:8888", "server `URL`")
+	rem.flags(fs)
 	fs.StringVar(&from, "from", "", "start of the range, inclusive: RFC 3339 `time`, or a date YYYY-MM-DD in --tz")
 	fs.StringVar(&to, "to", "", "end of the range, exclusive (default now): RFC 3339 `time`, or a date YYYY-MM-DD in --tz")
 	fs.StringVar(&window, "window", "", "window `size`: MINUTE, HOUR, DAY or MONTH (default: one row for the whole range)")
@@ -74,7 +75,7 @@ func runQuery(ctx context.Context, e *env, args []string) error {
 		q.FilterGroupBy[k] = append(q.FilterGroupBy[k], v)
 	}
 
-	c := client.New(server)
+	c := rem.client()
 	if format == "csv" {
 		b, err := c.QueryMeterCSV(ctx, meter, q)
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +54,14 @@ type serveConfig struct {
 	Exports        []*exportDef
 	NoExport       bool
 	ExportInterval time.Duration
+	// Keys are the API keys the config file declares by hash.
+	Keys            []*odometer.APIKey
+	Insecure        bool
+	TLSCert, TLSKey string
+	MaxConns        int
+	RateIngest      float64
+	RateQuery       float64
+	MaxQueryWindows int
 }
 
 // serveFlags defines serve's flags on fs, bound to c.
@@ -80,6 +89,13 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests and commits on shutdown")
 	fs.BoolVar(&c.NoExport, "no-export", false, "do not run the usage exporter on this node (docs/export-aws.md); other nodes sharing the database still export")
 	fs.DurationVar(&c.ExportInterval, "export-interval", 30*time.Second, "how often the exporter freezes closed hours and sends pending records")
+	fs.BoolVar(&c.Insecure, "insecure", false, "serve without API keys on a non-loopback address (refused otherwise; docs/security.md)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file`: serve HTTPS (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` of --tls-cert")
+	fs.IntVar(&c.MaxConns, "max-conns", 10000, "most client connections open at once; more wait to be accepted")
+	fs.Float64Var(&c.RateIngest, "rate-ingest", 0, "ingestion requests per second per API key (0: no limit)")
+	fs.Float64Var(&c.RateQuery, "rate-query", 0, "usage queries per second per API key (0: no limit)")
+	fs.IntVar(&c.MaxQueryWindows, "max-query-windows", 10000, "most windows one usage query may ask for")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "`host:port` for Go's profiler (/debug/pprof) on a separate listener; empty: off")
 }
 
@@ -118,6 +134,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 		}
 		c.Meters = fc.meters
 		c.Exports = fc.exports
+		c.Keys = fc.keys
 	}
 	var bad []string
 	if c.Addr == "" {
@@ -133,10 +150,17 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 		{"max-body-bytes", int64(c.MaxBodyBytes)}, {"max-batch-events", int64(c.MaxBatchEvents)},
 		{"postgres-max-conns", int64(c.PostgresMaxConns)},
 		{"commit-batch-events", int64(c.CommitBatchEvents)}, {"queue-events", int64(c.QueueEvents)},
+		{"max-conns", int64(c.MaxConns)}, {"max-query-windows", int64(c.MaxQueryWindows)},
 	} {
 		if f.n <= 0 {
 			bad = append(bad, fmt.Sprintf("--%s must be positive; got %d", f.name, f.n))
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad = append(bad, "--tls-cert and --tls-key go together")
+	}
+	if c.RateIngest < 0 || c.RateQuery < 0 {
+		bad = append(bad, "--rate-ingest and --rate-query must not be negative")
 	}
 	if c.UsageCacheHours < 0 {
 		bad = append(bad, fmt.Sprintf("--usage-cache-hours must not be negative; got %d", c.UsageCacheHours))
@@ -188,6 +212,9 @@ func serveStore(ctx context.Context, cfg *serveConfig, log *slog.Logger, store o
 	if err := syncExports(ctx, store, cfg.Exports, time.Now(), log); err != nil {
 		return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
 	}
+	if err := syncKeys(ctx, store, cfg.Keys, time.Now(), log); err != nil {
+		return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -215,6 +242,18 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	if cfg.UsageCacheHours > 0 {
 		rollups = odometer.NewRollups(cfg.UsageCacheHours)
 	}
+	hasKeys, err := anyKeys(ctx, store)
+	if err != nil {
+		return err
+	}
+	open := !hasKeys
+	if err := checkExposure(cfg.Addr, open, cfg.Insecure); err != nil {
+		return err
+	}
+	if open {
+		log.Warn("no API keys: serving open, in namespace default, with every scope; " +
+			"only this host can connect unless --insecure was given (docs/security.md)")
+	}
 	handler, err := api.NewHandler(api.Config{
 		Store:    store,
 		Ingester: batcher,
@@ -228,8 +267,12 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 				MaxAge:     cfg.MaxAge,
 			},
 		},
-		Now:     time.Now,
-		Rollups: rollups,
+		Now:             time.Now,
+		Rollups:         rollups,
+		Open:            open,
+		IngestRate:      cfg.RateIngest,
+		QueryRate:       cfg.RateQuery,
+		MaxQueryWindows: cfg.MaxQueryWindows,
 	})
 	if err != nil {
 		return err
@@ -239,6 +282,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	if err != nil {
 		return err
 	}
+	ln = newLimitListener(ln, cfg.MaxConns)
 	if !cfg.NoExport {
 		exp, err := exporter.New(exporter.Config{
 			Store: store, Rollups: rollups, Interval: cfg.ExportInterval,
@@ -265,7 +309,15 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "store", storeSummary(cfg), "version", version())
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("TLS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil, "store", storeSummary(cfg), "version", version())
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(ctx, cfg.DebugAddr, log)
 		if err != nil {
@@ -276,7 +328,13 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)

@@ -23,13 +23,14 @@ const (
 )
 
 // splitStore keeps events in the Pebble log and everything else (meters,
-// credits, exports) in SQLite. Events and the rest are never written
-// together, so no transaction needs to span the two.
+// credits, exports, API keys) in SQLite. Events and the rest are never
+// written together, so no transaction needs to span the two.
 type splitStore struct {
 	odometer.EventStore
 	odometer.MeterStore
 	odometer.CreditStore
 	odometer.ExportStore
+	odometer.KeyStore
 	events *eventlog.Log
 	meters *sqlite.Store
 }
@@ -78,7 +79,7 @@ func openStore(ctx context.Context, dir, eventLog string) (odometer.Store, error
 			meters.Close()
 			return nil, err
 		}
-		return &splitStore{EventStore: events, MeterStore: meters, CreditStore: meters, ExportStore: meters, events: events, meters: meters}, nil
+		return &splitStore{EventStore: events, MeterStore: meters, CreditStore: meters, ExportStore: meters, KeyStore: meters, events: events, meters: meters}, nil
 	}
 	meters.Close()
 	return nil, fmt.Errorf("unknown event log %q (want %s or %s)", eventLog, eventLogPebble, eventLogSQLite)

@@ -131,6 +131,25 @@ func ParseKeyHash(s string) (salt, hash []byte, err error) {
 	return salt, hash, nil
 }
 
+// CheckStorable refuses what no store keeps: a key without an ID or a
+// namespace, or with scopes CheckScopes refuses.
+func (k *APIKey) CheckStorable() error {
+	if k.ID == "" {
+		return FieldErrorf("id", "required")
+	}
+	if k.Namespace == "" {
+		return FieldErrorf("namespace", "required")
+	}
+	return CheckScopes(k.Scopes)
+}
+
+// ErrAPIKeyNotFound is ENOTFOUND for a key, the same for a key that does
+// not exist and for one of another namespace, so that it tells nothing of
+// other tenants.
+func ErrAPIKeyNotFound(id string) error {
+	return Errorf(ENOTFOUND, "API key %q not found", id)
+}
+
 // KeyStore keeps API keys. Key IDs are unique across namespaces.
 type KeyStore interface {
 	// CreateAPIKey stores k; ECONFLICT if its ID exists (in any

@@ -57,7 +57,7 @@ func (s *Store) FindAPIKey(ctx context.Context, id string) (*odometer.APIKey, er
 		return nil, err
 	}
 	if len(ks) == 0 {
-		return nil, fmt.Errorf("%s: %w", op, errAPIKeyNotFound(id))
+		return nil, fmt.Errorf("%s: %w", op, odometer.ErrAPIKeyNotFound(id))
 	}
 	return ks[0], nil
 }
@@ -91,7 +91,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, namespace, id string, at time.
 		err := tx.QueryRow(ctx, `SELECT revoked_at FROM api_keys WHERE namespace = $1 AND id = $2 FOR UPDATE`,
 			namespace, id).Scan(&revoked)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return errAPIKeyNotFound(id)
+			return odometer.ErrAPIKeyNotFound(id)
 		}
 		if err != nil {
 			return err
@@ -122,22 +122,10 @@ const apiKeyColumns = `id, namespace, name, scopes, salt, hash, created_at, revo
 // apiKeyScopes checks what the store requires of k and returns its scopes
 // as JSON.
 func apiKeyScopes(k *odometer.APIKey) ([]byte, error) {
-	if k.ID == "" {
-		return nil, odometer.FieldErrorf("id", "required")
-	}
-	if k.Namespace == "" {
-		return nil, odometer.FieldErrorf("namespace", "required")
-	}
-	if err := odometer.CheckScopes(k.Scopes); err != nil {
+	if err := k.CheckStorable(); err != nil {
 		return nil, err
 	}
 	return json.Marshal(k.Scopes)
-}
-
-// errAPIKeyNotFound is the same for a key that does not exist and for one
-// of another namespace, so that the error tells nothing of other tenants.
-func errAPIKeyNotFound(id string) error {
-	return odometer.Errorf(odometer.ENOTFOUND, "API key %q not found", id)
 }
 
 func scanAPIKeys(rows pgx.Rows, err error) ([]*odometer.APIKey, error) {

@@ -50,7 +50,7 @@ func (s *Store) FindAPIKey(ctx context.Context, id string) (*odometer.APIKey, er
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if len(ks) == 0 {
-		return nil, fmt.Errorf("%s: %w", op, errAPIKeyNotFound(id))
+		return nil, fmt.Errorf("%s: %w", op, odometer.ErrAPIKeyNotFound(id))
 	}
 	return ks[0], nil
 }
@@ -100,7 +100,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, namespace, id string, at time.
 		err = tx.QueryRowContext(ctx, `SELECT revoked_at FROM api_keys WHERE namespace = ? AND id = ?`,
 			namespace, id).Scan(&revoked)
 		if errors.Is(err, sql.ErrNoRows) {
-			return errAPIKeyNotFound(id)
+			return odometer.ErrAPIKeyNotFound(id)
 		}
 		if err != nil {
 			return err
@@ -119,23 +119,11 @@ const apiKeyColumns = `id, namespace, name, scopes, salt, hash, created_at, revo
 // apiKeyScopes checks what the store requires of k and returns its scopes
 // as JSON text.
 func apiKeyScopes(k *odometer.APIKey) (string, error) {
-	if k.ID == "" {
-		return "", odometer.FieldErrorf("id", "required")
-	}
-	if k.Namespace == "" {
-		return "", odometer.FieldErrorf("namespace", "required")
-	}
-	if err := odometer.CheckScopes(k.Scopes); err != nil {
+	if err := k.CheckStorable(); err != nil {
 		return "", err
 	}
 	b, err := json.Marshal(k.Scopes)
 	return string(b), err
-}
-
-// errAPIKeyNotFound is the same for a key that does not exist and for one
-// of another namespace, so that the error tells nothing of other tenants.
-func errAPIKeyNotFound(id string) error {
-	return odometer.Errorf(odometer.ENOTFOUND, "API key %q not found", id)
 }
 
 func scanAPIKeys(rows *sql.Rows) ([]*odometer.APIKey, error) {

@@ -38,6 +38,7 @@ import (
 //	tlsCert: /etc/odometer/cert.pem   # with tlsKey: serve HTTPS
 //	tlsKey: /etc/odometer/key.pem
 //	maxConns: 10000
+//	headerTimeout: 10s
 //	rateIngest: 0                     # requests/s per API key; 0: no limit
 //	rateQuery: 0
 //	maxQueryWindows: 10000
@@ -106,6 +107,7 @@ type fileConfig struct {
 	TLSCert         *scalar        `yaml:"tlsCert"`
 	TLSKey          *scalar        `yaml:"tlsKey"`
 	MaxConns        *scalar        `yaml:"maxConns"`
+	HeaderTimeout   *scalar        `yaml:"headerTimeout"`
 	RateIngest      *scalar        `yaml:"rateIngest"`
 	RateQuery       *scalar        `yaml:"rateQuery"`
 	MaxQueryWindows *scalar        `yaml:"maxQueryWindows"`
@@ -263,6 +265,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"tls-cert", "tlsCert", fc.TLSCert},
 		{"tls-key", "tlsKey", fc.TLSKey},
 		{"max-conns", "maxConns", fc.MaxConns},
+		{"header-timeout", "headerTimeout", fc.HeaderTimeout},
 		{"rate-ingest", "rateIngest", fc.RateIngest},
 		{"rate-query", "rateQuery", fc.RateQuery},
 		{"max-query-windows", "maxQueryWindows", fc.MaxQueryWindows},

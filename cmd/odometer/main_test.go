@@ -47,14 +47,14 @@ exportInterval: 5m
 		Addr: "127.0.0.1:8888", Data: "./data", EventLog: "pebble", LogLevel: slog.LevelInfo, LogFormat: "text",
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second, PostgresMaxConns: 16,
-		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000,
+		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
 	}
 	fromConfig := serveConfig{
 		Addr: "10.0.0.1:1", Data: "/from/config", EventLog: "sqlite", ConfigFile: cfgFile, LogLevel: slog.LevelWarn, LogFormat: "json",
 		MaxBodyBytes: 2048, MaxBatchEvents: 7, FutureSkew: time.Hour, MaxAge: 720 * time.Hour,
 		CommitBatchEvents: 5, QueueEvents: 50, ShutdownTimeout: 10 * time.Second,
 		Postgres: "postgres://cfg@db/odometer", PostgresMaxConns: 3, NoMigrate: true, UsageCacheHours: 1000,
-		NoExport: true, ExportInterval: 5 * time.Minute, MaxConns: 10000, MaxQueryWindows: 10000,
+		NoExport: true, ExportInterval: 5 * time.Minute, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
 	}
 	with := func(c serveConfig, f func(*serveConfig)) serveConfig { f(&c); return c }
 	tests := []struct {
@@ -72,7 +72,7 @@ exportInterval: 5m
 			serveConfig{Addr: ":1", Data: "d", EventLog: "sqlite", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
 				MaxBatchEvents: 3, MaxAge: time.Hour, CommitBatchEvents: 4, QueueEvents: 8, ShutdownTimeout: time.Second,
 				Postgres: "postgres://flag@db/x", PostgresMaxConns: 5, NoMigrate: true, NoExport: true, ExportInterval: time.Minute,
-				MaxConns: 10000, MaxQueryWindows: 10000}},
+				MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second}},
 		{"env", nil, map[string]string{"ODOMETER_ADDR": ":2", "ODOMETER_MAX_BODY_BYTES": "1000", "ODOMETER_LOG_LEVEL": "error",
 			"ODOMETER_FUTURE_SKEW": "2h", "ODOMETER_QUEUE_EVENTS": "9", "ODOMETER_POSTGRES": "postgres://env@db/y"},
 			with(defaults, func(c *serveConfig) {

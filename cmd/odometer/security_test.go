@@ -216,3 +216,36 @@ func TestLimitListener(t *testing.T) {
 		t.Fatal("the second connection was not accepted after the first closed")
 	}
 }
+
+// Slow clients cannot hold every connection: with room for two
+// connections, two clients that never finish their headers are cut off
+// after --header-timeout, and a normal request gets through.
+func TestSlowClientsCannotExhaustConnections(t *testing.T) {
+	t.Parallel()
+	url, _, stop := startServe(t, "--max-conns", "2", "--header-timeout", "300ms")
+	defer stop()
+	addr := strings.TrimPrefix(url, "http://")
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get(url + "/healthz")
+	if err != nil {
+		t.Fatalf("a normal client behind two slow ones: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("healthz: %d", resp.StatusCode)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Errorf("served after %s: the two slow connections did not hold the two slots", waited)
+	}
+}

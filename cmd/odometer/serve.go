@@ -59,6 +59,7 @@ type serveConfig struct {
 	Insecure        bool
 	TLSCert, TLSKey string
 	MaxConns        int
+	HeaderTimeout   time.Duration
 	RateIngest      float64
 	RateQuery       float64
 	MaxQueryWindows int
@@ -93,6 +94,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file`: serve HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` of --tls-cert")
 	fs.IntVar(&c.MaxConns, "max-conns", 10000, "most client connections open at once; more wait to be accepted")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
 	fs.Float64Var(&c.RateIngest, "rate-ingest", 0, "ingestion requests per second per API key (0: no limit)")
 	fs.Float64Var(&c.RateQuery, "rate-query", 0, "usage queries per second per API key (0: no limit)")
 	fs.IntVar(&c.MaxQueryWindows, "max-query-windows", 10000, "most windows one usage query may ask for")
@@ -168,7 +170,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"future-skew", c.FutureSkew}, {"max-age", c.MaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
+	}{{"future-skew", c.FutureSkew}, {"max-age", c.MaxAge}, {"shutdown-timeout", c.ShutdownTimeout}, {"header-timeout", c.HeaderTimeout}} {
 		if f.d < 0 {
 			bad = append(bad, fmt.Sprintf("--%s must not be negative; got %s", f.name, f.d))
 		}
@@ -302,7 +304,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	}
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
 		ReadTimeout:       2 * time.Minute, // a full body over a slow link
 		WriteTimeout:      5 * time.Minute, // long usage queries and CSV exports
 		IdleTimeout:       2 * time.Minute,

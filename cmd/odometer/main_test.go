@@ -218,3 +218,15 @@ func TestRunUsage(t *testing.T) {
 		}
 	}
 }
+
+// The example config file in the repository is valid.
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	lc, err := loadConfigFile(filepath.Join("..", "..", "examples", "odometer.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lc.meters) == 0 || len(lc.exports) != 1 {
+		t.Fatalf("example config: %d meters, %d exports", len(lc.meters), len(lc.exports))
+	}
+}

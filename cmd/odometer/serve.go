@@ -20,6 +20,7 @@ import (
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/dashboard"
 	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/export/exporter"
 	"github.com/odometerhq/odometer/ingest"
@@ -303,7 +304,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		defer stopExporter()
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           withDashboard(handler),
 		ReadHeaderTimeout: cfg.HeaderTimeout,
 		ReadTimeout:       2 * time.Minute, // a full body over a slow link
 		WriteTimeout:      5 * time.Minute, // long usage queries and CSV exports
@@ -536,4 +537,18 @@ func (v *enumValue) Set(s string) error {
 		}
 	}
 	return fmt.Errorf("must be one of %s", strings.Join(v.allowed, ", "))
+}
+
+// withDashboard serves the web dashboard (package dashboard) at / and its
+// assets, and everything else through the API handler, whose answers
+// (problem documents for unknown routes) stay as they are.
+func withDashboard(apiHandler http.Handler) http.Handler {
+	ui := dashboard.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/assets/") {
+			ui.ServeHTTP(w, r)
+			return
+		}
+		apiHandler.ServeHTTP(w, r)
+	})
 }

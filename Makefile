@@ -45,6 +45,10 @@ fuzz: ## fuzz the event decoders, the JSONPath and decimal fast paths, JSON outp
 	$(GO) test -run '^$$' -fuzz FuzzAppendJSONString -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzKeyEncoding -fuzztime $(FUZZTIME) ./eventlog/
 
+.PHONY: test-browser
+test-browser: ## dashboard tests in headless Chromium (Debian's chromium package); screenshots in dashboard/e2e/artifacts
+	bash dashboard/e2e/run.sh
+
 .PHONY: compat
 compat: ## check OpenMeter compatibility with the published @openmeter/sdk npm package
 	bash compat/openmeter-sdk/run.sh

@@ -10,7 +10,8 @@
 //	GET /assets/{name}  app.js, style.css (revalidated by ETag)
 //
 // Every other path is 404: the page routes on location.hash
-// (#/meters, #/meters/{slug}), so no other path needs the page.
+// (#/meters, #/meters/{slug}, #/events, #/exports, #/exports/{name}), so
+// no other path needs the page.
 package dashboard
 
 import (

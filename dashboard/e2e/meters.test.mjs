@@ -7,56 +7,19 @@
 // Run through run.sh, which builds the server and sets ODOMETER_BIN.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { artifacts, start } from "./server.mjs";
 
-const bin = process.env.ODOMETER_BIN;
-const artifacts = process.env.ARTIFACTS || new URL("./artifacts", import.meta.url).pathname;
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
-let server, url, browser, dataDir;
+let url, browser, api, stop;
 
 before(async () => {
-  assert.ok(bin, "ODOMETER_BIN must name a built odometer binary (run.sh sets it)");
-  mkdirSync(artifacts, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), "odometer-dash-"));
-  server = spawn(bin, ["serve", "--data", dataDir, "--addr", "127.0.0.1:0"], { stdio: ["ignore", "ignore", "pipe"] });
-  url = await new Promise((resolve, reject) => {
-    let log = "";
-    const timer = setTimeout(() => reject(new Error("server did not start:\n" + log)), 30000);
-    server.stderr.on("data", (b) => {
-      log += b;
-      const m = /msg=listening addr=(\S+)/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve("http://" + m[1]);
-      }
-    });
-    server.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
-  });
+  ({ url, browser, api, stop } = await start());
   await seed();
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
 });
 
 after(async () => {
-  await browser?.close();
-  server?.kill("SIGTERM");
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await stop?.();
 });
-
-async function api(method, path, body) {
-  const res = await fetch(url + path, {
-    method, headers: { "Content-Type": "application/json" }, body: body && JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-  return res.text();
-}
 
 // seed stores a meter and events over the last five days, with values that
 // floating point would not add up exactly.

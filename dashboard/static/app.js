@@ -2,6 +2,10 @@
 //
 //   #/meters         the meters of the key's namespace
 //   #/meters/{slug}  one meter's usage: pickers, an SVG chart, a table, CSV
+//   #/events         recent events, filters, live polling, look-up by id
+//   #/exports        the export destinations
+//   #/exports/{name} one destination's status per hour and dimension, and
+//                    the records of a chosen row
 //
 // The API key lives in sessionStorage only (gone when the tab closes) and is
 // sent as "Authorization: Bearer …". Usage values are exact decimals written
@@ -348,21 +352,33 @@ function route() {
   if (viewAbort) viewAbort.abort();
   viewAbort = new AbortController();
   const hash = location.hash || "#/meters";
+  if (/^#\/events\/?$/.test(hash)) {
+    eventsPage(view, viewAbort.signal);
+    return;
+  }
+  const x = /^#\/exports(?:\/([^/?#]+))?\/?$/.exec(hash);
+  if (x) {
+    if (x[1]) exportPage(decodePart(x[1]), view, viewAbort.signal);
+    else exportsPage(view, viewAbort.signal);
+    return;
+  }
   const m = /^#\/meters(?:\/([^/?#]+))?\/?$/.exec(hash);
   if (!m) {
     show(el("h1", {}, "Not found"), el("p", {}, "No such page. ", el("a", { href: "#/meters" }, "See the meters.")));
     return;
   }
-  let slug = null;
-  if (m[1]) {
-    try {
-      slug = decodeURIComponent(m[1]);
-    } catch {
-      slug = m[1];
-    }
-  }
+  const slug = m[1] ? decodePart(m[1]) : null;
   if (slug === null) metersPage(view, viewAbort.signal);
   else meterPage(slug, view, viewAbort.signal);
+}
+
+// decodePart decodes a percent-encoded route segment, or returns it as is.
+function decodePart(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
 }
 
 function meterHref(slug) {
@@ -678,6 +694,322 @@ function usageTable(rows, req, meter) {
       req.bySubject ? el("td", {}, r.subject ?? "") : null,
       req.groupKey ? el("td", {}, (r.groupBy && r.groupBy[req.groupKey]) ?? "") : null,
       el("td", { class: "num", "data-value": r.value }, r.value)))));
+}
+
+// ---- Shared by the events and exports pages --------------------------------
+
+// formatInstant formats an RFC 3339 time to the second, in time zone tz.
+function formatInstant(iso, tz) {
+  try {
+    return new Intl.DateTimeFormat(undefined, {
+      timeZone: tz, year: "numeric", month: "short", day: "numeric",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    }).format(new Date(iso));
+  } catch {
+    return iso;
+  }
+}
+
+function timeCell(iso, tz) {
+  return el("td", {}, iso ? el("time", { datetime: iso, title: iso }, formatInstant(iso, tz)) : "");
+}
+
+// rangeParams sets from and to on q from two datetime-local inputs read in
+// time zone tz; an empty input sets nothing. It throws an Error naming the
+// input that does not hold a date and time.
+function rangeParams(q, tz, pairs) {
+  for (const [name, input] of pairs) {
+    if (!input.value) continue;
+    try {
+      q.set(name, wallToDate(input.value, tz).toISOString());
+    } catch {
+      throw new Error(`"${name}" is not a date and time.`);
+    }
+  }
+}
+
+function alertBox(message) {
+  return el("div", { class: "error", role: "alert" }, el("p", {}, message));
+}
+
+// ---- Events page -----------------------------------------------------------
+
+const LIVE_INTERVAL_MS = 2000;
+
+// NOT_FOUND is what the look-up says about an id the store does not hold.
+const NOT_FOUND = "not found: never accepted, or rejected (rejected events are not stored; the ingestion answer said why)";
+
+function eventsPage(v, signal) {
+  document.title = "Events · Odometer";
+  const tz = browserZone();
+  const input = (name, attrs = {}) => el("input", {
+    type: "text", name, autocomplete: "off", spellcheck: "false", autocapitalize: "off", ...attrs,
+  });
+  const subject = input("subject");
+  const id = input("id");
+  const from = el("input", { type: "datetime-local", name: "from", step: 1 });
+  const to = el("input", { type: "datetime-local", name: "to", step: 1 });
+  const live = el("input", { type: "checkbox", name: "live", id: uid("f") });
+  const form = el("form", { class: "controls", "aria-label": "Event filters" },
+    field("Subject", subject, "Contains; case-sensitive."),
+    field("ID", id, "Contains; case-sensitive."),
+    field("From", from, `Event time, inclusive, in ${tz}. Empty: the last 72 hours.`),
+    field("To", to, `Event time, exclusive, in ${tz}.`),
+    el("div", { class: "check" }, live, el("label", { for: live.id }, "Live"),
+      el("span", { class: "hint" }, "Refresh every 2 s")),
+    el("div", { class: "actions" }, el("button", { type: "submit" }, "Apply")));
+  const results = el("section", { "aria-label": "Events", "aria-busy": "false" });
+
+  const lookupID = input("lookupId", { required: true });
+  const lookupSource = input("lookupSource");
+  const lookupForm = el("form", { class: "controls", "aria-label": "Look up an event by id" },
+    field("Event id", lookupID),
+    field("Source", lookupSource, "Optional; the id is unique per source."),
+    el("div", { class: "actions" }, el("button", { type: "submit" }, "Look up")));
+  const lookupResult = el("section", { "aria-label": "Look-up result", "aria-live": "polite" });
+
+  show(el("h1", {}, "Events"), form, results,
+    el("h2", {}, "Look up by id"), lookupForm, lookupResult);
+
+  let seq = 0;
+  let timer = null;
+  let queryAbort = new AbortController();
+  const stop = () => {
+    clearTimeout(timer);
+    timer = null;
+  };
+  signal.addEventListener("abort", () => {
+    stop();
+    queryAbort.abort();
+  }, { once: true });
+
+  // schedule polls again in 2 s while the box is checked and the page shown.
+  const schedule = () => {
+    stop();
+    if (live.checked && v === view && !signal.aborted) timer = setTimeout(run, LIVE_INTERVAL_MS);
+  };
+  const run = async () => {
+    const n = ++seq;
+    stop();
+    queryAbort.abort();
+    queryAbort = new AbortController();
+    const q = new URLSearchParams();
+    try {
+      rangeParams(q, tz, [["from", from], ["to", to]]);
+    } catch (err) {
+      results.replaceChildren(alertBox(err.message));
+      return;
+    }
+    if (subject.value.trim()) q.set("subject", subject.value.trim());
+    if (id.value.trim()) q.set("id", id.value.trim());
+    results.setAttribute("aria-busy", "true");
+    try {
+      const list = await (await api(`/api/v1/events?${q}`, { signal: queryAbort.signal })).json();
+      if (n !== seq || v !== view) return;
+      results.replaceChildren(eventsTable(Array.isArray(list) ? list : [], tz));
+    } catch (err) {
+      if (n === seq && v === view) handleError(err, results);
+    } finally {
+      if (n === seq) {
+        results.setAttribute("aria-busy", "false");
+        schedule();
+      }
+    }
+  };
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    run();
+  });
+  form.addEventListener("change", (ev) => {
+    if (ev.target === live && !live.checked) stop();
+    else run();
+  });
+
+  lookupForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const want = lookupID.value.trim();
+    const source = lookupSource.value.trim();
+    if (!want) {
+      lookupResult.replaceChildren(alertBox("Enter an event id."));
+      return;
+    }
+    // The id filter matches substrings; from the epoch so that old events count.
+    const q = new URLSearchParams({ id: want, from: "1970-01-01T00:00:00Z", limit: "1000" });
+    lookupResult.replaceChildren(el("p", { class: "muted" }, "Looking up…"));
+    try {
+      const list = await (await api(`/api/v1/events?${q}`, { signal })).json();
+      if (v !== view) return;
+      const found = (Array.isArray(list) ? list : [])
+        .filter((e) => e.event && e.event.id === want && (!source || e.event.source === source));
+      lookupResult.replaceChildren(found.length === 0
+        ? el("p", { "data-testid": "lookup-result", "data-found": "false" }, el("strong", {}, want), ": ", NOT_FOUND)
+        : el("div", { "data-testid": "lookup-result", "data-found": "true" },
+          found.map((e) => eventDetails(e, tz))));
+    } catch (err) {
+      if (v === view) handleError(err, lookupResult);
+    }
+  });
+  run();
+}
+
+// eventsTable lists events newest first, one row per event.
+function eventsTable(list, tz) {
+  if (list.length === 0) return el("p", { "data-testid": "events-empty" }, "No events match.");
+  const head = ["ID", "Source", "Type", "Subject", "Time", "Ingested at", "Data"];
+  return el("div", { class: "table-wrap" }, el("table", { "data-testid": "events-table" },
+    el("caption", {}, `${list.length} event${list.length === 1 ? "" : "s"}, newest first, times in ${tz}`),
+    el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, list.map((item) => {
+      const e = item.event || {};
+      return el("tr", { "data-event-id": e.id },
+        el("th", { scope: "row" }, el("code", {}, e.id ?? "")),
+        el("td", {}, e.source ?? ""),
+        el("td", {}, el("code", {}, e.type ?? "")),
+        el("td", {}, e.subject ?? ""),
+        timeCell(e.time, tz),
+        timeCell(item.ingestedAt, tz),
+        el("td", { class: "data" }, e.data === undefined ? "" : el("code", {}, JSON.stringify(e.data))));
+    }))));
+}
+
+// eventDetails shows one stored event: its fields and its data.
+function eventDetails(item, tz) {
+  const e = item.event;
+  const rows = [["ID", e.id], ["Source", e.source], ["Type", e.type], ["Subject", e.subject],
+    ["Time", e.time], ["Ingested at", item.ingestedAt]];
+  return el("div", { class: "details" },
+    el("p", {}, el("strong", {}, "Stored."), ` Event time ${formatInstant(e.time, tz)} (${tz}); below in UTC.`),
+    el("dl", {}, rows.flatMap(([k, val]) => [el("dt", {}, k), el("dd", {}, el("code", {}, val ?? ""))])),
+    el("h3", {}, "Data"),
+    el("pre", {}, e.data === undefined ? "(none)" : JSON.stringify(e.data, null, 2)));
+}
+
+// ---- Exports pages ---------------------------------------------------------
+
+function exportHref(name) {
+  return `#/exports/${encodeURIComponent(name)}`;
+}
+
+async function exportsPage(v, signal) {
+  document.title = "Exports · Odometer";
+  show(el("h1", {}, "Exports"), el("p", { class: "muted" }, "Loading…"));
+  let list;
+  try {
+    list = await (await api("/api/v1/exports", { signal })).json();
+  } catch (err) {
+    if (v === view) handleError(err);
+    return;
+  }
+  if (v !== view) return;
+  if (!Array.isArray(list) || list.length === 0) {
+    show(el("h1", {}, "Exports"),
+      el("p", {}, "No export destinations yet. Create one with PUT /api/v1/exports/{name}."));
+    return;
+  }
+  const tz = browserZone();
+  const head = ["Name", "Product code", "Dimensions", "Mode", "Frozen through"];
+  const table = el("table", { "data-testid": "exports-table" },
+    el("caption", { class: "sr-only" }, "Export destinations"),
+    el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, list.map((d) => el("tr", { "data-destination": d.name },
+      el("th", { scope: "row" }, el("a", { href: exportHref(d.name) }, el("code", {}, d.name))),
+      el("td", {}, el("code", {}, d.productCode ?? "")),
+      el("td", {}, (d.dimensions || []).map((x) => `${x.dimension} ← ${x.meterSlug}`).join(", ")),
+      el("td", {}, d.dryRun ? "dry run" : "live"),
+      d.frozenThrough ? timeCell(d.frozenThrough, tz) : el("td", { class: "muted" }, "nothing frozen yet")))));
+  show(el("h1", {}, "Exports"), el("div", { class: "table-wrap" }, table));
+}
+
+const STATUS_COLUMNS = [
+  ["pending", "Pending"], ["inFlight", "In flight"], ["accepted", "Accepted"], ["duplicate", "Duplicate"],
+  ["notSubscribed", "Not subscribed"], ["rejected", "Rejected"], ["expired", "Expired"], ["empty", "Empty"],
+  ["quantityAccepted", "Quantity accepted"],
+];
+
+async function exportPage(name, v, signal) {
+  document.title = `${name} · Exports · Odometer`;
+  show(el("h1", {}, name), el("p", { class: "muted" }, "Loading…"));
+  const base = `/api/v1/exports/${encodeURIComponent(name)}`;
+  let dest, status;
+  try {
+    // Counts and quantities are integers that may exceed 2^53: keep their text.
+    [dest, status] = await Promise.all([
+      api(base, { signal }).then((r) => r.json()),
+      api(`${base}/status`, { signal }).then(async (r) => parseExactJSON(await r.text())),
+    ]);
+  } catch (err) {
+    if (v === view) handleError(err);
+    return;
+  }
+  if (v !== view) return;
+  const tz = browserZone();
+  const summary = el("dl", { class: "summary", "data-testid": "export-destination" },
+    el("dt", {}, "Product code"), el("dd", {}, el("code", {}, dest.productCode ?? "")),
+    el("dt", {}, "Mode"), el("dd", {}, dest.dryRun ? "dry run (nothing is sent to AWS)" : "live"),
+    el("dt", {}, "Dimensions"), el("dd", {}, (dest.dimensions || [])
+      .map((x) => `${x.dimension} ← meter ${x.meterSlug}`).join(", ")),
+    el("dt", {}, "Delay"), el("dd", {}, dest.delay ?? ""),
+    el("dt", {}, "Frozen through"), el("dd", {}, dest.frozenThrough
+      ? el("time", { datetime: dest.frozenThrough }, formatInstant(dest.frozenThrough, tz))
+      : "nothing frozen yet"));
+  const records = el("section", { "aria-label": "Records", "aria-live": "polite" });
+  const hours = Array.isArray(status.hours) ? status.hours : [];
+  const range = `${formatInstant(status.from, tz)} – ${formatInstant(status.to, tz)} (${tz})`;
+  let body;
+  if (hours.length === 0) {
+    body = el("p", { "data-testid": "export-status-empty" },
+      `No frozen records from ${range}. An hour is frozen into records once the destination's delay has passed.`);
+  } else {
+    let seq = 0;
+    const open = async (row, h) => {
+      const n = ++seq;
+      for (const tr of row.parentNode.children) tr.removeAttribute("aria-current");
+      row.setAttribute("aria-current", "true");
+      const to = new Date(Date.parse(h.hour) + 3600 * 1000).toISOString();
+      const q = new URLSearchParams({ from: h.hour, to, dimension: h.dimension, limit: "1000" });
+      records.replaceChildren(el("p", { class: "muted" }, "Loading records…"));
+      try {
+        const res = parseExactJSON(await (await api(`${base}/records?${q}`, { signal })).text());
+        if (n !== seq || v !== view) return;
+        records.replaceChildren(recordsTable(res.records || [], h, tz));
+      } catch (err) {
+        if (n === seq && v === view) handleError(err, records);
+      }
+    };
+    body = el("div", { class: "table-wrap" }, el("table", { "data-testid": "export-status" },
+      el("caption", {}, `Records per hour and dimension, ${range}. Choose an hour to list its records.`),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Hour"), el("th", { scope: "col" }, "Dimension"),
+        STATUS_COLUMNS.map(([, label]) => el("th", { scope: "col", class: "num" }, label)))),
+      el("tbody", {}, hours.map((h) => {
+        const button = el("button", { type: "button", class: "link" }, formatInstant(h.hour, tz));
+        const row = el("tr", { "data-hour": h.hour, "data-dimension": h.dimension },
+          el("th", { scope: "row" }, button),
+          el("td", {}, el("code", {}, h.dimension)),
+          STATUS_COLUMNS.map(([k]) => el("td", { class: "num" }, h[k] ?? "0")));
+        button.addEventListener("click", () => open(row, h));
+        return row;
+      }))));
+  }
+  show(el("p", {}, el("a", { href: "#/exports" }, "← Exports")), el("h1", {}, name), summary,
+    el("h2", {}, "Status"), body, records);
+}
+
+// recordsTable lists the records of one hour and dimension.
+function recordsTable(list, h, tz) {
+  const title = `Records of ${h.dimension}, hour of ${formatInstant(h.hour, tz)}`;
+  if (list.length === 0) return el("p", {}, `${title}: none.`);
+  return el("div", {}, el("h2", {}, title), el("div", { class: "table-wrap" },
+    el("table", { "data-testid": "export-records" },
+      el("thead", {}, el("tr", {},
+        ["Subject", "Customer"].map((c) => el("th", { scope: "col" }, c)),
+        el("th", { scope: "col", class: "num" }, "Quantity"),
+        ["Status", "Reason / metering record id"].map((c) => el("th", { scope: "col" }, c)))),
+      el("tbody", {}, list.map((r) => el("tr", { "data-subject": r.subject },
+        el("td", {}, r.subject ?? ""),
+        el("td", {}, el("code", {}, r.customerId || r.awsAccountId || r.licenseArn || "")),
+        el("td", { class: "num" }, r.quantity ?? ""),
+        el("td", {}, r.status ?? ""),
+        el("td", {}, r.reason || (r.meteringRecordId ? el("code", {}, r.meteringRecordId) : ""))))))));
 }
 
 // ---- Start -----------------------------------------------------------------

@@ -59,7 +59,9 @@ async function queryAndRead(page, change) {
     page.waitForRequest((r) => r.url().includes("/api/v1/meters/tokens/query")),
     change(),
   ]);
-  await page.waitForResponse((r) => r.url() === req.url());
+  // req.response() also returns an answer that arrived before this line ran
+  // (waiting for a "response" event from here could miss it).
+  await req.response();
   const table = page.getByTestId("usage-table");
   await table.waitFor();
   await page.waitForFunction(() => document.querySelector("section[aria-busy]")?.getAttribute("aria-busy") === "false");

@@ -381,6 +381,21 @@ function decodePart(part) {
   }
 }
 
+// load titles the page and shows its heading with "Loading…" while fetch
+// runs, and returns what fetch returned; undefined when it failed (the
+// error is shown) or the user went to another page meanwhile.
+async function load(v, title, heading, fetch) {
+  document.title = title;
+  show(el("h1", {}, heading), el("p", { class: "muted" }, "Loading…"));
+  try {
+    const result = await fetch();
+    return v === view ? result : undefined;
+  } catch (err) {
+    if (v === view) handleError(err);
+    return undefined;
+  }
+}
+
 function meterHref(slug) {
   return `#/meters/${encodeURIComponent(slug)}`;
 }
@@ -388,16 +403,9 @@ function meterHref(slug) {
 // ---- Meters page -----------------------------------------------------------
 
 async function metersPage(v, signal) {
-  document.title = "Meters · Odometer";
-  show(el("h1", {}, "Meters"), el("p", { class: "muted" }, "Loading…"));
-  let meters;
-  try {
-    meters = await (await api("/api/v1/meters", { signal })).json();
-  } catch (err) {
-    if (v === view) handleError(err);
-    return;
-  }
-  if (v !== view) return;
+  const meters = await load(v, "Meters · Odometer", "Meters",
+    async () => (await api("/api/v1/meters", { signal })).json());
+  if (meters === undefined) return;
   if (!Array.isArray(meters) || meters.length === 0) {
     show(el("h1", {}, "Meters"), el("p", {}, "No meters yet. Create one with POST /api/v1/meters."));
     return;
@@ -422,16 +430,9 @@ function groupByKeys(meter) {
 // ---- Meter page ------------------------------------------------------------
 
 async function meterPage(slug, v, signal) {
-  document.title = `${slug} · Odometer`;
-  show(el("h1", {}, slug), el("p", { class: "muted" }, "Loading…"));
-  let meter;
-  try {
-    meter = await (await api(`/api/v1/meters/${encodeURIComponent(slug)}`, { signal })).json();
-  } catch (err) {
-    if (v === view) handleError(err);
-    return;
-  }
-  if (v !== view) return;
+  const meter = await load(v, `${slug} · Odometer`, slug,
+    async () => (await api(`/api/v1/meters/${encodeURIComponent(slug)}`, { signal })).json());
+  if (meter === undefined) return;
 
   const tz = browserZone();
   const today = todayIn(tz);
@@ -891,16 +892,9 @@ function exportHref(name) {
 }
 
 async function exportsPage(v, signal) {
-  document.title = "Exports · Odometer";
-  show(el("h1", {}, "Exports"), el("p", { class: "muted" }, "Loading…"));
-  let list;
-  try {
-    list = await (await api("/api/v1/exports", { signal })).json();
-  } catch (err) {
-    if (v === view) handleError(err);
-    return;
-  }
-  if (v !== view) return;
+  const list = await load(v, "Exports · Odometer", "Exports",
+    async () => (await api("/api/v1/exports", { signal })).json());
+  if (list === undefined) return;
   if (!Array.isArray(list) || list.length === 0) {
     show(el("h1", {}, "Exports"),
       el("p", {}, "No export destinations yet. Create one with PUT /api/v1/exports/{name}."));
@@ -927,21 +921,14 @@ const STATUS_COLUMNS = [
 ];
 
 async function exportPage(name, v, signal) {
-  document.title = `${name} · Exports · Odometer`;
-  show(el("h1", {}, name), el("p", { class: "muted" }, "Loading…"));
   const base = `/api/v1/exports/${encodeURIComponent(name)}`;
-  let dest, status;
-  try {
-    // Counts and quantities are integers that may exceed 2^53: keep their text.
-    [dest, status] = await Promise.all([
-      api(base, { signal }).then((r) => r.json()),
-      api(`${base}/status`, { signal }).then(async (r) => parseExactJSON(await r.text())),
-    ]);
-  } catch (err) {
-    if (v === view) handleError(err);
-    return;
-  }
-  if (v !== view) return;
+  // Counts and quantities are integers that may exceed 2^53: keep their text.
+  const loaded = await load(v, `${name} · Exports · Odometer`, name, () => Promise.all([
+    api(base, { signal }).then((r) => r.json()),
+    api(`${base}/status`, { signal }).then(async (r) => parseExactJSON(await r.text())),
+  ]));
+  if (loaded === undefined) return;
+  const [dest, status] = loaded;
   const tz = browserZone();
   const summary = el("dl", { class: "summary", "data-testid": "export-destination" },
     el("dt", {}, "Product code"), el("dd", {}, el("code", {}, dest.productCode ?? "")),

@@ -363,28 +363,33 @@ func redact(s string) string {
 }
 
 // openState is whether an Open handler still serves without keys: it does
-// until a key exists, which it checks at most once per ttl.
+// until a key exists, which it checks at most once per ttl. Between checks
+// a request reads two atomics and takes no lock.
 type openState struct {
-	on      atomic.Bool
-	mu      sync.Mutex
-	checked time.Time
+	on   atomic.Bool
+	next atomic.Int64 // when the next check is due, in time.Since(start)
+	mu   sync.Mutex   // one check at a time
 }
+
+// start is the origin of openState.next; time.Since(start) is monotonic.
+var start = time.Now()
 
 // check reports whether requests are still served without keys.
 func (o *openState) check(ctx context.Context, store odometer.KeyStore, ttl time.Duration) (bool, error) {
-	if !o.on.Load() {
-		return false, nil
+	if !o.on.Load() || time.Since(start) < time.Duration(o.next.Load()) {
+		return o.on.Load(), nil
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.on.Load() || time.Since(o.checked) < ttl {
-		return o.on.Load(), nil
+	now := time.Since(start)
+	if !o.on.Load() || now < time.Duration(o.next.Load()) {
+		return o.on.Load(), nil // another request checked meanwhile
 	}
 	keys, err := store.ListAPIKeys(ctx, "")
 	if err != nil {
 		return false, fmt.Errorf("check for API keys: %w", err)
 	}
-	o.checked = time.Now()
+	o.next.Store(int64(now + ttl))
 	if len(keys) > 0 {
 		o.on.Store(false)
 	}

@@ -3,6 +3,7 @@ package export
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -83,7 +84,7 @@ func Normalize(d *odometer.ExportDestination, now time.Time) error {
 		if dim.MeterSlug == "" {
 			bad(field+"meterSlug", "required: the SUM or COUNT meter to report")
 		}
-		for _, k := range sortedKeys(dim.GroupBy) {
+		for _, k := range slices.Sorted(maps.Keys(dim.GroupBy)) {
 			if k == "" {
 				bad(field+"groupBy", "a key is empty")
 			}
@@ -197,9 +198,9 @@ func CheckMeters(ctx context.Context, d *odometer.ExportDestination, meters odom
 		if m.Aggregation != odometer.Sum && m.Aggregation != odometer.Count {
 			bad(field+"meterSlug", "meter %q is %s; only SUM and COUNT meters can be exported", m.Slug, m.Aggregation)
 		}
-		for _, k := range sortedKeys(dim.GroupBy) {
+		for _, k := range slices.Sorted(maps.Keys(dim.GroupBy)) {
 			if _, ok := m.GroupBy[k]; !ok && k != "" {
-				keys := sortedKeys(m.GroupBy)
+				keys := slices.Sorted(maps.Keys(m.GroupBy))
 				if len(keys) == 0 {
 					bad(field+"groupBy."+k, "meter %q has no group-by keys", m.Slug)
 				} else {
@@ -274,15 +275,6 @@ func customerText(c *odometer.ExportCustomer) string {
 	return fmt.Sprintf("AWS account %s with license %q", c.AWSAccountID, c.LicenseArn)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // CheckMeterChange refuses a change of meter m that would break an export
 // dimension reading it: deleting the meter, or a groupBy (newGroupBy) that
 // drops a key a dimension filters on. ECONFLICT names the destinations and
@@ -300,7 +292,7 @@ func CheckMeterChange(ctx context.Context, exports odometer.ExportStore, ns stri
 				continue
 			}
 			users = append(users, fmt.Sprintf("%s/%s", d.Name, dim.Dimension))
-			for _, k := range sortedKeys(dim.GroupBy) {
+			for _, k := range slices.Sorted(maps.Keys(dim.GroupBy)) {
 				if _, ok := newGroupBy[k]; !ok {
 					broken = append(broken, fmt.Sprintf("%s/%s (filters on %q)", d.Name, dim.Dimension, k))
 					break

@@ -1,101 +1,33 @@
 package awsmp
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/odometerhq/odometer/export/awsmp/awsmptest"
 )
 
-// fakeAWS speaks BatchMeterUsage's wire protocol (AWS JSON 1.1): it checks
-// the target header and content type, reads epoch-second timestamps, and
-// answers per-record results, unprocessed records or __type errors as
-// decide says.
-type fakeAWS struct {
-	mu     sync.Mutex
-	bodies [][]byte
-	calls  []int // records per call
-	// decide returns a record's status ("" means unprocessed), or an error
-	// type that fails the whole call.
-	decide func(r wireRecord) (status, callError string)
-}
-
-type wireRecord struct {
-	Timestamp            float64 `json:"Timestamp"`
-	CustomerIdentifier   string  `json:"CustomerIdentifier,omitempty"`
-	CustomerAWSAccountId string  `json:"CustomerAWSAccountId,omitempty"`
-	LicenseArn           string  `json:"LicenseArn,omitempty"`
-	Dimension            string  `json:"Dimension"`
-	Quantity             int32   `json:"Quantity"`
-}
-
-func (f *fakeAWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("X-Amz-Target") != "AWSMPMeteringService.BatchMeterUsage" || r.Header.Get("Content-Type") != "application/x-amz-json-1.1" {
-		http.Error(w, "unexpected request "+r.Header.Get("X-Amz-Target"), http.StatusBadRequest)
-		return
-	}
-	body, _ := io.ReadAll(r.Body)
-	var in struct {
-		ProductCode  string
-		UsageRecords []wireRecord
-	}
-	if err := json.Unmarshal(body, &in); err != nil || in.ProductCode != "prod-1" {
-		http.Error(w, "bad body", http.StatusBadRequest)
-		return
-	}
-	f.mu.Lock()
-	f.bodies = append(f.bodies, body)
-	f.calls = append(f.calls, len(in.UsageRecords))
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	type result struct {
-		UsageRecord      wireRecord
-		MeteringRecordId string `json:",omitempty"`
-		Status           string
-	}
-	out := struct {
-		Results            []result
-		UnprocessedRecords []wireRecord
-	}{Results: []result{}, UnprocessedRecords: []wireRecord{}}
-	for _, u := range in.UsageRecords {
-		status, callErr := f.decide(u)
-		if callErr != "" {
-			code := http.StatusBadRequest
-			if callErr == "InternalServiceErrorException" {
-				code = http.StatusInternalServerError
-			}
-			w.WriteHeader(code)
-			fmt.Fprintf(w, `{"__type":"%s","message":"refused"}`, callErr)
-			return
-		}
-		if status == "" {
-			out.UnprocessedRecords = append(out.UnprocessedRecords, u)
-			continue
-		}
-		res := result{UsageRecord: u, Status: status}
-		if status == "Success" {
-			res.MeteringRecordId = fmt.Sprintf("mr-%s-%s-%d", u.CustomerIdentifier, u.Dimension, int64(u.Timestamp))
-		}
-		out.Results = append(out.Results, res)
-	}
-	json.NewEncoder(w).Encode(out)
-}
-
-func newSender(t *testing.T, f *fakeAWS) *Sender {
+// newSender returns a Sender of product prod-1 on a local stand-in of the
+// service (awsmptest), whose hooks the test sets before its first call.
+func newSender(t *testing.T) (*Sender, *awsmptest.Server) {
 	t.Helper()
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	cfg := aws.Config{Region: "us-east-1", Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-		return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret"}, nil
-	})}
-	return New(cfg, "prod-1", srv.URL)
+	srv := awsmptest.Start(t, "prod-1")
+	return New(awsmptest.Config(), "prod-1", srv.URL), srv
+}
+
+// failIf fails a whole call with the error type code returns for one of
+// its records, if any.
+func failIf(code func(r awsmptest.Record) string) func(int, []awsmptest.Record) string {
+	return func(_ int, recs []awsmptest.Record) string {
+		for _, r := range recs {
+			if c := code(r); c != "" {
+				return c
+			}
+		}
+		return ""
+	}
 }
 
 var hour = time.Date(2026, 3, 10, 14, 0, 0, 0, time.UTC)
@@ -110,22 +42,20 @@ func records(n int) []Record {
 
 func TestSendStatuses(t *testing.T) {
 	t.Parallel()
-	f := &fakeAWS{decide: func(r wireRecord) (string, string) {
-		if r.Timestamp != float64(hour.Unix()) {
-			return "", "TimestampOutOfBoundsException"
+	s, f := newSender(t)
+	f.Fail = failIf(func(r awsmptest.Record) string {
+		if !r.Hour().Equal(hour) {
+			return "TimestampOutOfBoundsException"
 		}
-		switch r.CustomerIdentifier {
-		case "cust-01":
-			return "CustomerNotSubscribed", ""
-		case "cust-02":
-			return "DuplicateRecord", ""
-		case "cust-03":
-			return "", "" // unprocessed
-		}
-		return "Success", ""
-	}}
-	s := newSender(t, f)
+		return ""
+	})
+	f.NotSubscribed = map[string]bool{"cust-01": true}
+	f.Unprocessed = func(_ int, r awsmptest.Record) bool { return r.CustomerIdentifier == "cust-03" }
 	recs := records(5)
+	// AWS has cust-02's record already.
+	if _, err := s.Send(t.Context(), recs[2:3]); err != nil {
+		t.Fatal(err)
+	}
 	recs[4] = Record{CustomerAWSAccountID: "123456789012", LicenseArn: "arn:aws:license-manager::1:license:l-1", Dimension: "tokens", Hour: hour, Quantity: 7}
 	res, err := s.Send(t.Context(), recs)
 	if err != nil {
@@ -144,8 +74,8 @@ func TestSendStatuses(t *testing.T) {
 	if _, err := s.Send(t.Context(), recs); err != nil {
 		t.Fatal(err)
 	}
-	if string(f.bodies[0]) != string(f.bodies[1]) {
-		t.Fatalf("two sends of the same records differ:\n%s\n%s", f.bodies[0], f.bodies[1])
+	if b := f.Bodies(); string(b[1]) != string(b[2]) {
+		t.Fatalf("two sends of the same records differ:\n%s\n%s", b[1], b[2])
 	}
 }
 
@@ -153,18 +83,18 @@ func TestSendBatchesAndErrors(t *testing.T) {
 	t.Parallel()
 	throttle := true
 	var mu sync.Mutex
-	f := &fakeAWS{decide: func(r wireRecord) (string, string) {
+	s, f := newSender(t)
+	f.Fail = failIf(func(r awsmptest.Record) string {
 		mu.Lock()
 		defer mu.Unlock()
 		if throttle {
-			return "", "ThrottlingException"
+			return "ThrottlingException"
 		}
 		if r.CustomerIdentifier == "cust-bad" {
-			return "", "InvalidCustomerIdentifierException"
+			return "InvalidCustomerIdentifierException"
 		}
-		return "Success", ""
-	}}
-	s := newSender(t, f)
+		return ""
+	})
 	_, err := s.Send(t.Context(), records(3))
 	if err == nil || !Retryable(err) {
 		t.Fatalf("throttled call: %v, want a retryable error", err)
@@ -191,7 +121,7 @@ func TestSendBatchesAndErrors(t *testing.T) {
 		}
 		recs = recs[n:]
 	}
-	if got := f.calls[1:]; fmt.Sprint(got) != "[25 25 10]" {
+	if got := f.Calls()[1:]; fmt.Sprint(got) != "[25 25 10]" {
 		t.Fatalf("calls carried %v records, want [25 25 10]", got)
 	}
 	if _, err := s.Send(t.Context(), records(26)); err == nil {
@@ -209,13 +139,14 @@ func TestSendBatchesAndErrors(t *testing.T) {
 // are metered.
 func TestSendIsolating(t *testing.T) {
 	t.Parallel()
-	f := &fakeAWS{decide: func(r wireRecord) (string, string) {
-		if r.Timestamp < float64(hour.Unix()) {
-			return "", "TimestampOutOfBoundsException"
+	tooOld := func(r awsmptest.Record) string {
+		if r.Hour().Before(hour) {
+			return "TimestampOutOfBoundsException"
 		}
-		return "Success", ""
-	}}
-	s := newSender(t, f)
+		return ""
+	}
+	s, f := newSender(t)
+	f.Fail = failIf(tooOld)
 	recs := records(20)
 	recs[3].Hour = hour.Add(-8 * time.Hour)
 	recs[17].Hour = hour.Add(-9 * time.Hour)
@@ -235,21 +166,18 @@ func TestSendIsolating(t *testing.T) {
 			t.Errorf("record %d: %+v done=%v, want %s", i, o, done[i], want)
 		}
 	}
-	if len(f.calls) > 1+2*2*5 {
-		t.Errorf("%d calls to isolate 2 records of 20", len(f.calls))
+	if n := len(f.Calls()); n > 1+2*2*5 {
+		t.Errorf("%d calls to isolate 2 records of 20", n)
 	}
 
 	// A throttled call stops the walk; what was sent keeps its outcome.
-	f2 := &fakeAWS{decide: func(r wireRecord) (string, string) {
-		if r.Timestamp < float64(hour.Unix()) {
-			return "", "TimestampOutOfBoundsException"
-		}
+	s2, f2 := newSender(t)
+	f2.Fail = failIf(func(r awsmptest.Record) string {
 		if r.CustomerIdentifier == "cust-10" {
-			return "", "ThrottlingException"
+			return "ThrottlingException"
 		}
-		return "Success", ""
-	}}
-	s2 := newSender(t, f2)
+		return tooOld(r)
+	})
 	out, done, err = s2.SendIsolating(t.Context(), recs)
 	if err == nil || !Retryable(err) {
 		t.Fatalf("throttled walk: %v", err)

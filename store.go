@@ -35,6 +35,25 @@ type EventStore interface {
 	// returns in its own transaction, so a late event and its mark are
 	// committed together.
 	LateWatermark(ctx context.Context, namespace, eventType, subject string) (time.Time, error)
+
+	// ListSubjects returns the distinct subjects of f.Namespace's stored
+	// events (of every type) that start with f.Prefix and sort after
+	// f.After, in byte order, at most f.Limit of them. f.Limit must be
+	// positive (EINVALID otherwise). Prefix and After are compared as
+	// bytes, case-sensitively, with no wildcards; they may hold any bytes,
+	// also ones no stored subject can (NUL, invalid UTF-8), and the answer
+	// is still exact. It never reads every event: its cost grows with the
+	// number of event types times the subjects returned.
+	ListSubjects(ctx context.Context, f SubjectFilter) ([]string, error)
+}
+
+// SubjectFilter selects the subjects ListSubjects returns. To page through
+// them, pass the last subject of a full page as the next page's After.
+type SubjectFilter struct {
+	Namespace string
+	Prefix    string // only subjects that start with it; "" = all
+	After     string // only subjects greater than it; "" = from the first
+	Limit     int    // at most this many; must be > 0
 }
 
 // EventFilter selects events to list. Zero times are unbounded; ranges are

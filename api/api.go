@@ -83,6 +83,12 @@ type Config struct {
 	// (≤ 0: DefaultKeyCacheTTL): a key revoked on another node stops
 	// working here within it.
 	KeyCacheTTL time.Duration
+	// OutcomeLogSize is how many recent submissions that were not accepted
+	// (each event of a request refused with per-event problems, each
+	// duplicate) the handler remembers for GET /api/v1/events/outcomes
+	// (0: DefaultOutcomeLogSize; negative: none). They are kept in memory
+	// on this node only, at most a few KiB each (docs/ingestion.md).
+	OutcomeLogSize int
 }
 
 // Limits bound what one request may carry.
@@ -115,10 +121,11 @@ type handler struct {
 	rollups  *odometer.Rollups
 	mux      *http.ServeMux
 
-	open       openState  // Config.Open, until a key exists
-	keys       *keyCache  // API keys by id
-	rates      rateLimits // per key
-	maxWindows int        // Config.MaxQueryWindows
+	open       openState   // Config.Open, until a key exists
+	keys       *keyCache   // API keys by id
+	rates      rateLimits  // per key
+	maxWindows int         // Config.MaxQueryWindows
+	outcomes   *outcomeLog // recent non-accepted submissions; nil: none kept
 
 	promHandler http.Handler // serves registry
 }
@@ -145,6 +152,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		keys:       newKeyCache(cfg.Store, cmp.Or(max(cfg.KeyCacheTTL, 0), DefaultKeyCacheTTL)),
 		rates:      rateLimits{ingest: newLimiter(cfg.IngestRate, cfg.IngestBurst), query: newLimiter(cfg.QueryRate, cfg.QueryBurst)},
 		maxWindows: cmp.Or(max(cfg.MaxQueryWindows, 0), DefaultMaxQueryWindows),
+		outcomes:   newOutcomeLog(cmp.Or(cfg.OutcomeLogSize, DefaultOutcomeLogSize)),
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -66,6 +66,7 @@ func (h *handler) ingestEvents(w http.ResponseWriter, r *http.Request) error {
 	events, err := odometer.DecodeEvents(body, ns, now, h.limits.IngestLimits)
 	if err != nil {
 		h.metrics.countRejected(countEvents(body))
+		h.recordRejected(ns, now, nil, body, err)
 		return err
 	}
 	meters, err := h.meters.get(r.Context(), ns)
@@ -75,17 +76,22 @@ func (h *handler) ingestEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := odometer.CheckEvents(events, meters); err != nil {
 		h.metrics.countRejected(len(events))
+		h.recordRejected(ns, now, events, nil, err)
 		return err
 	}
 	outcomes, err := h.ingester.Append(r.Context(), events)
 	if err != nil {
 		h.metrics.countRejected(len(events))
+		h.recordRejected(ns, now, events, nil, err) // a store that refuses an event (EINVALID)
 		return fmt.Errorf("ingest %d events: %w", len(events), err)
 	}
 	if len(outcomes) != len(events) {
 		return fmt.Errorf("ingest %d events: ingester returned %d outcomes", len(events), len(outcomes))
 	}
 	accepted, duplicate := h.metrics.countOutcomes(outcomes)
+	if duplicate > 0 {
+		h.recordDuplicates(ns, now, events, outcomes)
+	}
 	if preferMinimal(r) {
 		w.Header().Set("Preference-Applied", "return=minimal")
 		w.WriteHeader(http.StatusNoContent)
@@ -172,11 +178,16 @@ func (h *handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list events: %w", err)
 	}
+	return writeJSON(w, http.StatusOK, ingestedEvents(events))
+}
+
+// ingestedEvents renders stored events as GET /api/v1/events answers them.
+func ingestedEvents(events []odometer.Event) []ingestedEvent {
 	out := make([]ingestedEvent, len(events))
 	for i, e := range events {
 		e.Time = e.Time.UTC()
 		e.IngestedAt = e.IngestedAt.UTC()
 		out[i] = ingestedEvent{Event: e, IngestedAt: e.IngestedAt, StoredAt: e.IngestedAt}
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return out
 }

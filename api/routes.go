@@ -35,6 +35,8 @@ func routeTable(h *handler) []route {
 	return []route{
 		{"POST /api/v1/events", scopeIngest, rateIngest, h.ingestEvents},
 		{"GET /api/v1/events", scopeRead, rateNone, h.listEvents},
+		{"GET /api/v1/events/outcomes", scopeRead, rateNone, h.eventOutcomes},
+		{"GET /api/v1/event-subjects", scopeRead, rateNone, h.listSubjects},
 
 		{"GET /api/v1/meters", scopeRead, rateNone, h.listMeters},
 		{"POST /api/v1/meters", scopeAdmin, rateNone, h.createMeter},

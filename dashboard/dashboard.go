@@ -1,5 +1,5 @@
-// Package dashboard serves Odometer's web dashboard: one HTML page, a
-// JavaScript module and a stylesheet, embedded in the binary so that
+// Package dashboard serves Odometer's web dashboard: one HTML page, a few
+// JavaScript modules and a stylesheet, embedded in the binary so that
 // `go build` yields the whole product. The page talks to the API of the same
 // origin (/api/v1/...) with the API key the user signs in with; the key is
 // kept in the tab's sessionStorage only.
@@ -7,11 +7,11 @@
 // Routes, relative to where the handler is mounted:
 //
 //	GET /               index.html (Cache-Control: no-store)
-//	GET /assets/{name}  app.js, style.css (revalidated by ETag)
+//	GET /assets/{name}  every .js and .css file of static/ (revalidated by ETag)
 //
 // Every other path is 404: the page routes on location.hash
-// (#/meters, #/meters/{slug}, #/events, #/exports, #/exports/{name}), so
-// no other path needs the page.
+// (#/meters, #/meters/{slug}, #/customers, #/customers/{subject}, #/events,
+// #/exports, #/exports/{name}), so no other path needs the page.
 package dashboard
 
 import (

@@ -173,3 +173,47 @@ func TestIndexReferences(t *testing.T) {
 		t.Errorf("index.html: checked %d local references, want at least the script and the stylesheet", checked)
 	}
 }
+
+// TestModuleImports follows the imports of the page's JavaScript modules
+// from app.js: each module must be served as JavaScript, and each must be
+// preloaded by index.html (<link rel="modulepreload">), so that the browser
+// fetches them all at once instead of one import level after another.
+func TestModuleImports(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(dashboard.Handler())
+	defer srv.Close()
+	_, index := get(t, srv, "/", nil)
+	preloaded := make(map[string]bool)
+	for _, m := range regexp.MustCompile(`<link rel="modulepreload" href="assets/([^"]+)">`).FindAllStringSubmatch(index, -1) {
+		preloaded[m[1]] = true
+	}
+	importRE := regexp.MustCompile(`(?m)^(?:import|export)\s[^;]*?\sfrom\s+"\./([^"]+)";`)
+	seen := map[string]bool{"app.js": true}
+	queue := []string{"app.js"}
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		res, body := get(t, srv, "/assets/"+name, nil)
+		if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
+			t.Errorf("GET /assets/%s: status %d, Content-Type %q", name, res.StatusCode, res.Header.Get("Content-Type"))
+			continue
+		}
+		for _, m := range importRE.FindAllStringSubmatch(body, -1) {
+			if !seen[m[1]] {
+				seen[m[1]] = true
+				queue = append(queue, m[1])
+				if !preloaded[m[1]] {
+					t.Errorf("%s imports %s, which index.html does not preload", name, m[1])
+				}
+			}
+		}
+	}
+	if len(seen) < 3 {
+		t.Errorf("found the modules %v from app.js; want app.js and the ones it imports", seen)
+	}
+	for name := range preloaded {
+		if !seen[name] {
+			t.Errorf("index.html preloads %s, which no module imports", name)
+		}
+	}
+}

@@ -212,6 +212,10 @@ func (s benchStore) LateWatermark(ctx context.Context, namespace, eventType, sub
 	return s.Log.LateWatermark(ctx, namespace, eventType, subject)
 }
 
+func (s benchStore) ListSubjects(ctx context.Context, f odometer.SubjectFilter) ([]string, error) {
+	return s.Log.ListSubjects(ctx, f)
+}
+
 func (s benchStore) Ping(ctx context.Context) error {
 	return errors.Join(s.Log.Ping(ctx), s.Store.Ping(ctx))
 }

@@ -39,6 +39,10 @@ func (s *embedded) LateWatermark(ctx context.Context, namespace, eventType, subj
 	return s.Log.LateWatermark(ctx, namespace, eventType, subject)
 }
 
+func (s *embedded) ListSubjects(ctx context.Context, f odometer.SubjectFilter) ([]string, error) {
+	return s.Log.ListSubjects(ctx, f)
+}
+
 func (s *embedded) Ping(ctx context.Context) error {
 	return errors.Join(s.Log.Ping(ctx), s.Store.Ping(ctx))
 }

@@ -256,3 +256,88 @@ func (s *Store) HasEvents(ctx context.Context) (bool, error) {
 	}
 	return n == 1, nil
 }
+
+// listSubjectsSQL lists distinct subjects with a loose index scan of
+// events_scan (namespace, type, subject, time), written as two recursive
+// CTEs, so that it never reads every event: "types" steps from each type
+// of the namespace to the next with one index probe (min(type) above the
+// previous one), and "subjects" steps through each type's subjects from
+// the lower bound, one probe (min(subject) above the previous one) per
+// subject, at most @limit per type. The outer query merges the types'
+// subjects. Cost: types × (limit + 1) probes at most. %s is the optional
+// upper bound, " AND e.subject < @upper".
+//
+// EXPLAIN QUERY PLAN shows every probe as "SEARCH e USING COVERING INDEX
+// events_scan (namespace=? AND type=? AND subject>?)" (or type>?), and
+// the outer DISTINCT and ORDER BY as temporary B-trees over at most
+// types × limit rows.
+const listSubjectsSQL = `WITH RECURSIVE
+	types(type) AS (
+		SELECT (SELECT min(e.type) FROM events e WHERE e.namespace = @ns)
+		UNION ALL
+		SELECT (SELECT min(e.type) FROM events e WHERE e.namespace = @ns AND e.type > t.type)
+		FROM types t WHERE t.type IS NOT NULL
+	),
+	subjects(type, subject, n) AS (
+		SELECT t.type, (SELECT min(e.subject) FROM events e
+			WHERE e.namespace = @ns AND e.type = t.type AND e.subject >= @lower%[1]s), 1
+		FROM types t WHERE t.type IS NOT NULL
+		UNION ALL
+		SELECT s.type, (SELECT min(e.subject) FROM events e
+			WHERE e.namespace = @ns AND e.type = s.type AND e.subject > s.subject%[1]s), s.n + 1
+		FROM subjects s WHERE s.subject IS NOT NULL AND s.n < @limit
+	)
+	SELECT DISTINCT subject FROM subjects WHERE subject IS NOT NULL ORDER BY subject LIMIT @limit`
+
+// ListSubjects returns the distinct subjects of f.Namespace's events that
+// start with f.Prefix and sort after f.After, in byte order (SQLite
+// compares TEXT with memcmp), at most f.Limit (which must be positive).
+// Prefix and After become the range [max(Prefix, After+"\x00"),
+// successor(Prefix)): no LIKE, so '%', '_' and case are literal.
+func (s *Store) ListSubjects(ctx context.Context, f odometer.SubjectFilter) ([]string, error) {
+	if f.Limit <= 0 {
+		return nil, odometer.FieldErrorf("limit", "must be positive, got %d", f.Limit)
+	}
+	lower := f.Prefix
+	if f.After != "" {
+		// The smallest string above After; SQLite's TEXT holds NUL.
+		lower = max(lower, f.After+"\x00")
+	}
+	args := []any{sql.Named("ns", f.Namespace), sql.Named("lower", lower), sql.Named("limit", f.Limit)}
+	bound := ""
+	if upper, ok := prefixSuccessor(f.Prefix); ok {
+		if upper <= lower {
+			return []string{}, nil
+		}
+		bound = " AND e.subject < @upper"
+		args = append(args, sql.Named("upper", upper))
+	}
+	rows, err := s.query(ctx, fmt.Sprintf(listSubjectsSQL, bound), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	defer rows.Close()
+	subjects := []string{}
+	for rows.Next() {
+		var subject string
+		if err := rows.Scan(&subject); err != nil {
+			return nil, fmt.Errorf("list subjects: %w", err)
+		}
+		subjects = append(subjects, subject)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	return subjects, nil
+}
+
+// prefixSuccessor returns the smallest string greater than every string
+// that starts with p, and false if there is none (p is empty or all 0xFF).
+func prefixSuccessor(p string) (string, bool) {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] != 0xFF {
+			return p[:i] + string([]byte{p[i] + 1}), true
+		}
+	}
+	return "", false
+}

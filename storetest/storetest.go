@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"ScanEvents/Filters", testScanFilters},
 		{"ScanEvents/Fields", testScanFields},
 		{"ScanEvents/EarlyStop", testScanEarlyStop},
+		{"ListSubjects", testListSubjects},
 		{"Meters/Lifecycle", testMeterLifecycle},
 		{"Meters/Update", testMeterUpdate},
 		{"Meters/Delete", testMeterDelete},

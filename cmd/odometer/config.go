@@ -42,6 +42,7 @@ import (
 //	rateIngest: 0                     # requests/s per API key; 0: no limit
 //	rateQuery: 0
 //	maxQueryWindows: 10000
+//	outcomeLogSize: 10000             # rejected and duplicate events remembered; 0: none
 //	keys:                             # API keys declared by hash (odometer keys create --offline)
 //	  - {id: 01jd…, namespace: default, name: ci, scopes: [ingest], hash: "sha256:…:…"}
 //	meters:
@@ -111,6 +112,7 @@ type fileConfig struct {
 	RateIngest      *scalar        `yaml:"rateIngest"`
 	RateQuery       *scalar        `yaml:"rateQuery"`
 	MaxQueryWindows *scalar        `yaml:"maxQueryWindows"`
+	OutcomeLogSize  *scalar        `yaml:"outcomeLogSize"`
 }
 
 // configMeter is a meter definition, with the field names of the API.
@@ -269,6 +271,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"rate-ingest", "rateIngest", fc.RateIngest},
 		{"rate-query", "rateQuery", fc.RateQuery},
 		{"max-query-windows", "maxQueryWindows", fc.MaxQueryWindows},
+		{"outcome-log-size", "outcomeLogSize", fc.OutcomeLogSize},
 	} {
 		if s.v != nil {
 			lc.settings[s.flag] = setting{key: s.key, value: s.v.value, line: s.v.line}

@@ -37,6 +37,7 @@ postgres: postgres://cfg@db/odometer
 postgresMaxConns: 3
 noMigrate: true
 usageCacheHours: 1000
+outcomeLogSize: 500
 noExport: true
 exportInterval: 5m
 `), 0o644)
@@ -48,6 +49,7 @@ exportInterval: 5m
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second, PostgresMaxConns: 16,
 		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
+		OutcomeLogSize: 10000,
 	}
 	fromConfig := serveConfig{
 		Addr: "10.0.0.1:1", Data: "/from/config", EventLog: "sqlite", ConfigFile: cfgFile, LogLevel: slog.LevelWarn, LogFormat: "json",
@@ -55,6 +57,7 @@ exportInterval: 5m
 		CommitBatchEvents: 5, QueueEvents: 50, ShutdownTimeout: 10 * time.Second,
 		Postgres: "postgres://cfg@db/odometer", PostgresMaxConns: 3, NoMigrate: true, UsageCacheHours: 1000,
 		NoExport: true, ExportInterval: 5 * time.Minute, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
+		OutcomeLogSize: 500,
 	}
 	with := func(c serveConfig, f func(*serveConfig)) serveConfig { f(&c); return c }
 	tests := []struct {
@@ -68,7 +71,7 @@ exportInterval: 5m
 			"--max-body-bytes", "1MiB", "--max-batch-events", "3", "--future-skew", "0", "--max-age", "1h",
 			"--commit-batch-events", "4", "--queue-events", "8", "--shutdown-timeout", "1s", "--event-log", "sqlite",
 			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0",
-			"--no-export", "--export-interval", "1m"}, nil,
+			"--no-export", "--export-interval", "1m", "--outcome-log-size", "0"}, nil,
 			serveConfig{Addr: ":1", Data: "d", EventLog: "sqlite", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
 				MaxBatchEvents: 3, MaxAge: time.Hour, CommitBatchEvents: 4, QueueEvents: 8, ShutdownTimeout: time.Second,
 				Postgres: "postgres://flag@db/x", PostgresMaxConns: 5, NoMigrate: true, NoExport: true, ExportInterval: time.Minute,
@@ -138,6 +141,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, nil, []string{"nope"}},
 		{"arguments", []string{"extra"}, nil, []string{"no arguments"}},
 		{"negative", []string{"--queue-events", "-1"}, nil, []string{"--queue-events must be positive"}},
+		{"negative outcome log", []string{"--outcome-log-size", "-1"}, nil, []string{"--outcome-log-size must not be negative"}},
 		{"missing file", []string{"--config", filepath.Join(dir, "missing.yaml")}, nil, []string{"missing.yaml"}},
 		{"bad config value", []string{"--config", badValue}, nil, []string{badValue + ":3", "limits.futureSkew", "soon"}},
 		{"unknown key", []string{"--config", typo}, nil, []string{typo, `line 3: unknown key "maxBodyByte"`}},

@@ -64,6 +64,7 @@ type serveConfig struct {
 	RateIngest      float64
 	RateQuery       float64
 	MaxQueryWindows int
+	OutcomeLogSize  int
 }
 
 // serveFlags defines serve's flags on fs, bound to c.
@@ -99,6 +100,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Float64Var(&c.RateIngest, "rate-ingest", 0, "ingestion requests per second per API key (0: no limit)")
 	fs.Float64Var(&c.RateQuery, "rate-query", 0, "usage queries per second per API key (0: no limit)")
 	fs.IntVar(&c.MaxQueryWindows, "max-query-windows", 10000, "most windows one usage query may ask for")
+	fs.IntVar(&c.OutcomeLogSize, "outcome-log-size", api.DefaultOutcomeLogSize, "recent rejected and duplicate events this node remembers for GET /api/v1/events/outcomes, in memory (0: none; docs/ingestion.md)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "`host:port` for Go's profiler (/debug/pprof) on a separate listener; empty: off")
 }
 
@@ -167,6 +169,9 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 	}
 	if c.UsageCacheHours < 0 {
 		bad = append(bad, fmt.Sprintf("--usage-cache-hours must not be negative; got %d", c.UsageCacheHours))
+	}
+	if c.OutcomeLogSize < 0 {
+		bad = append(bad, fmt.Sprintf("--outcome-log-size must not be negative; got %d", c.OutcomeLogSize))
 	}
 	for _, f := range []struct {
 		name string
@@ -276,6 +281,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		IngestRate:      cfg.RateIngest,
 		QueryRate:       cfg.RateQuery,
 		MaxQueryWindows: cfg.MaxQueryWindows,
+		OutcomeLogSize:  outcomeLogSize(cfg.OutcomeLogSize),
 	})
 	if err != nil {
 		return err
@@ -551,4 +557,13 @@ func withDashboard(apiHandler http.Handler) http.Handler {
 		}
 		apiHandler.ServeHTTP(w, r)
 	})
+}
+
+// outcomeLogSize maps --outcome-log-size, where 0 means none, to
+// api.Config.OutcomeLogSize, where 0 means the default.
+func outcomeLogSize(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

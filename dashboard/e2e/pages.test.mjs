@@ -1,21 +1,24 @@
 // End-to-end test of the dashboard's events and exports pages in headless
 // Chromium (Debian's package), against a real `odometer serve` with seeded
 // data. The events table must list exactly the events the API lists; the
-// look-up must find a stored id and say "not found" for an unknown one; the
-// Live box must pick up a new event; a destination without frozen records
-// shows its settings and an empty state. Screenshots go to $ARTIFACTS
-// (default ./artifacts).
+// look-up must say accepted (with the ingestion time), duplicate, rejected
+// (with the API's reasons) or not found as GET /api/v1/events/outcomes
+// does; the Live box must pick up a new event; a destination without
+// frozen records shows its settings and an empty state, and one with
+// records frozen by the exporter shows the API's status rows and records.
+// Screenshots go to $ARTIFACTS (default ./artifacts).
 //
 // Run through run.sh, which builds the server and sets ODOMETER_BIN.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { artifacts, start } from "./server.mjs";
+import { artifacts, exactJSON, start } from "./server.mjs";
 
-let url, browser, api, stop;
+let url, browser, api, dataDir, stop;
 
 before(async () => {
-  ({ url, browser, api, stop } = await start());
+  ({ url, browser, api, dataDir, stop } = await start({ args: ["--export-interval", "1s"] }));
   await api("POST", "/api/v1/meters", {
     slug: "tokens", name: "LLM tokens", eventType: "prompt", aggregation: "SUM", valueProperty: "$.tokens",
   });
@@ -40,7 +43,7 @@ async function apiIDs() {
   return JSON.parse(await api("GET", "/api/v1/events")).map((e) => e.event.id);
 }
 
-test("the events and exports pages show what the API answers", async () => {
+test("the events and exports pages show what the API answers", async (t) => {
   const context = await browser.newContext({ timezoneId: "UTC", viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   const failures = [];
@@ -73,19 +76,43 @@ test("the events and exports pages show what the API answers", async () => {
   await page.getByLabel("Live").uncheck();
   assert.deepEqual(await tableIDs(page), await apiIDs());
 
-  // Look up by id: a stored one, then an unknown one.
-  await page.getByLabel("Event id").fill("ev-2");
-  await page.getByRole("button", { name: "Look up" }).click();
-  const found = page.locator('[data-testid=lookup-result][data-found="true"]');
-  await found.waitFor();
-  const text = await found.textContent();
-  assert.match(text, /ev-2/);
+  // Look up by id: accepted (stored), a duplicate, a rejection with its
+  // reasons, and an unknown id.
+  const lookup = async (id, outcome) => {
+    await page.getByLabel("Event id").fill(id);
+    await page.getByRole("button", { name: "Look up" }).click();
+    const result = page.locator(`[data-testid=lookup-result][data-outcome="${outcome}"]`);
+    await result.waitFor();
+    return result;
+  };
+  let result = await lookup("ev-2", "accepted");
+  const stored = JSON.parse(await api("GET", "/api/v1/events/outcomes?id=ev-2")).stored[0];
+  assert.equal(await result.locator("[data-outcome=accepted] time").first().getAttribute("datetime"), stored.ingestedAt);
+  const text = await result.textContent();
+  assert.match(text, /Accepted: stored, ingested at/);
   assert.match(text, /"tokens": "3\.5"/);
-  await page.getByLabel("Event id").fill("no-such-event");
-  await page.getByRole("button", { name: "Look up" }).click();
-  const missing = page.locator('[data-testid=lookup-result][data-found="false"]');
-  await missing.waitFor();
-  assert.match(await missing.textContent(), /not found: never accepted, or rejected \(rejected events are not stored/);
+  assert.equal(await result.locator("li[data-outcome]").count(), 0);
+
+  const again = JSON.parse(await api("POST", "/api/v1/events", {
+    specversion: "1.0", id: "ev-2", source: "e2e", type: "prompt", subject: "beta", data: { tokens: "9" },
+  }));
+  assert.equal(again.duplicate, 1);
+  result = await lookup("ev-2", "accepted");
+  assert.equal(await result.locator("li[data-outcome=duplicate]").count(), 1);
+  assert.match(await result.locator("li[data-outcome=duplicate]").textContent(), /^Duplicate: received at .*source e2e/);
+
+  await assert.rejects(api("POST", "/api/v1/events", { specversion: "1.0", id: "bad-1", source: "e2e", subject: "acme" }), /400/);
+  result = await lookup("bad-1", "rejected");
+  const outcomes = JSON.parse(await api("GET", "/api/v1/events/outcomes?id=bad-1"));
+  assert.equal(outcomes.stored.length, 0);
+  const reasons = outcomes.recent.flatMap((r) => r.reasons.map((x) => `${x.field}: ${x.reason}`));
+  assert.ok(reasons.length > 0);
+  assert.deepEqual(await result.getByTestId("lookup-reasons").locator("li").allTextContents(), reasons);
+
+  result = await lookup("no-such-event", "not-found");
+  assert.match(await result.textContent(),
+    /not found: no stored event has this id.*Only recent rejections and duplicates on this node are remembered/);
+  await lookup("bad-1", "rejected");
   await page.screenshot({ path: join(artifacts, "dashboard-events.png"), fullPage: true });
 
   // Exports: a new destination has no frozen records yet.
@@ -101,6 +128,11 @@ test("the events and exports pages show what the API answers", async () => {
   assert.equal(await page.getByTestId("export-status").count(), 0);
   await page.screenshot({ path: join(artifacts, "dashboard-exports.png"), fullPage: true });
 
+  // Exports with frozen records, made by the real exporter (every second,
+  // see before()).
+  if (await exportRows(page)) await page.screenshot({ path: join(artifacts, "dashboard-exports.png"), fullPage: true });
+  else t.diagnostic("sqlite3 is not installed: the export page was not checked with frozen records");
+
   // The page works from the keyboard.
   await page.keyboard.press("Tab");
   assert.ok(await page.evaluate(() => document.activeElement && document.activeElement !== document.body));
@@ -108,3 +140,60 @@ test("the events and exports pages show what the API answers", async () => {
   assert.deepEqual(failures, [], "no script errors");
   await context.close();
 });
+
+// exportRows makes the exporter freeze records of past hours for a dry-run
+// destination and checks that its page shows the API's status rows and,
+// for a chosen hour, its records. The exporter counts a customer's usage
+// from the hour its mapping was created, so the test moves that back three
+// hours in the database (sqlite3): waiting for the next hour to close is not
+// an option. It returns false, checking nothing, without sqlite3.
+async function exportRows(page) {
+  try {
+    execFileSync("sqlite3", ["-version"], { stdio: "ignore" });
+  } catch {
+    return false;
+  }
+  const hour = 3600 * 1000;
+  const now = Date.now();
+  await api("POST", "/api/v1/events", [["x-1", 170, "2.5"], ["x-2", 150, "0.75"], ["x-3", 100, "4.25"]].map(([id, ago, tokens]) => ({
+    specversion: "1.0", id, source: "e2e", type: "prompt", subject: "acme",
+    time: new Date(now - ago * 60 * 1000).toISOString(), data: { tokens },
+  })));
+  const dest = (delay) => api("PUT", "/api/v1/exports/aws-rows", {
+    productCode: "prod-y", dryRun: true, delay, startHour: new Date(Math.floor(now / hour) * hour - 3 * hour).toISOString(),
+    dimensions: [{ dimension: "tokens", meterSlug: "tokens" }],
+  });
+  await dest("4h"); // nothing closes yet
+  await api("PUT", "/api/v1/exports/aws-rows/customers/acme", { customerId: "cust-1" });
+  execFileSync("sqlite3", [join(dataDir, "odometer.db"), `PRAGMA busy_timeout=10000; UPDATE export_customers
+    SET created_at = ${(Math.floor(now / hour) * hour - 3 * hour) * 1000} WHERE destination = 'aws-rows'`], { stdio: "ignore" });
+  await dest("1s");
+  let status;
+  for (let i = 0; i < 100; i++) {
+    status = exactJSON(await api("GET", "/api/v1/exports/aws-rows/status"));
+    if (status.frozenThrough && status.hours.length > 0) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(status.hours.length >= 2, `frozen hours: ${JSON.stringify(status)}`);
+
+  await page.getByRole("link", { name: "Exports", exact: true }).click();
+  await page.getByTestId("exports-table").getByRole("link", { name: "aws-rows" }).click();
+  const table = page.getByTestId("export-status");
+  await table.waitFor();
+  const columns = ["pending", "inFlight", "accepted", "duplicate", "notSubscribed", "rejected", "expired", "empty", "quantityAccepted"];
+  const rows = await table.locator("tbody tr").evaluateAll((trs) => trs.map((tr) => [tr.dataset.hour, tr.dataset.dimension,
+    ...[...tr.querySelectorAll("td.num")].map((td) => td.textContent)]));
+  assert.deepEqual(rows, status.hours.map((h) => [h.hour, h.dimension, ...columns.map((c) => h[c])]));
+
+  // The records of the last hour with records.
+  const last = status.hours.at(-1);
+  const to = new Date(Date.parse(last.hour) + hour).toISOString();
+  const want = exactJSON(await api("GET", `/api/v1/exports/aws-rows/records?from=${last.hour}&to=${to}`)).records;
+  await table.locator(`tr[data-hour="${last.hour}"] button`).click();
+  const records = page.getByTestId("export-records");
+  await records.waitFor();
+  const shown = await records.locator("tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+  assert.deepEqual(shown, want.map((r) => [r.subject, r.customerId, r.quantity, r.status, r.reason || r.meteringRecordId || ""]));
+  assert.ok(want.length > 0 && want.every((r) => r.status === "pending"), "a dry run's records stay pending");
+  return true;
+}

@@ -64,8 +64,24 @@ type ExportCustomer struct {
 	CustomerID   string // CustomerIdentifier
 	AWSAccountID string // CustomerAWSAccountId
 	LicenseArn   string
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// From is the first UTC hour whose usage is exported for the subject;
+	// zero means the hour CreatedAt falls in (FirstHour). Usage of earlier
+	// hours is never sent. The hours from From that were frozen before the
+	// mapping existed go out as late usage (docs/export-aws.md), so From
+	// must be recent enough for the late horizon to reach it
+	// (CheckExportCustomerFrom).
+	From      time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// FirstHour is the first UTC hour whose usage is exported for the
+// subject: From if set, else the hour CreatedAt falls in.
+func (c *ExportCustomer) FirstHour() time.Time {
+	if !c.From.IsZero() {
+		return c.From.UTC()
+	}
+	return c.CreatedAt.UTC().Truncate(time.Hour)
 }
 
 // ExportStatus is where an outbox record stands.
@@ -200,8 +216,9 @@ type ExportStore interface {
 	DeleteExportDestination(ctx context.Context, namespace, name string) error
 
 	// PutExportCustomer creates or replaces the subject's mapping
-	// (CreatedAt of an existing one is kept). ENOTFOUND if the destination
-	// is missing.
+	// (CreatedAt of an existing one is kept; From is replaced, zero
+	// included). ENOTFOUND if the destination is missing. It does not
+	// check From: callers do (CheckExportCustomerFrom).
 	PutExportCustomer(ctx context.Context, c *ExportCustomer) error
 	// DeleteExportCustomer removes it; ENOTFOUND if missing.
 	DeleteExportCustomer(ctx context.Context, namespace, destination, subject string) error

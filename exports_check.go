@@ -9,7 +9,8 @@ import (
 
 // What the stores of export records check, how they encode their JSON
 // columns, and the errors they word alike: every store must refuse the same
-// input and keep the same JSON.
+// input and keep the same JSON. Also the rules of a customer mapping's From
+// (CheckExportCustomerFrom), which the API and the config file share.
 
 // maxCarryFractionDigits bounds a carry's fraction: usage (at most 18
 // fraction digits) × Multiply (at most 18) less whole multiples of Divide
@@ -104,6 +105,74 @@ func (f *ExportFreeze) CheckStorable() error {
 		}
 	}
 	return nil
+}
+
+// CheckExportCustomerFrom checks c.From, the first hour exported for a
+// customer mapping of destination d, at now; prev is the subject's mapping
+// that c replaces, nil for a new one. A zero From is accepted: the mapping
+// starts in the hour it is created. From must be a whole UTC hour. A From
+// that keeps the first hour as it was (c.FirstHour() equals
+// prev.FirstHour()) is accepted as it is, so that a mapping read back can be
+// sent again however much time has passed. Any other From must be:
+//   - no later than the current hour (the UTC hour now falls in);
+//   - no earlier than d.StartHour: nothing before it is ever exported;
+//   - no earlier than the current hour − d.LateHorizon. The exporter sends
+//     the usage of the hours from From that are frozen already as late
+//     usage of the first hour it freezes for the mapping, and it looks for
+//     late usage only LateHorizon back: earlier hours would silently never
+//     be exported.
+//
+// It returns an EINVALID *Error naming the field "from", or nil.
+func CheckExportCustomerFrom(c, prev *ExportCustomer, d *ExportDestination, now time.Time) error {
+	if c.From.IsZero() {
+		return nil
+	}
+	from := c.From.UTC()
+	if !from.Truncate(time.Hour).Equal(from) {
+		return FieldErrorf("from", "must be a whole UTC hour, such as %s; got %s",
+			from.Truncate(time.Hour).Format(time.RFC3339), c.From.Format(time.RFC3339Nano))
+	}
+	if prev != nil && from.Equal(prev.FirstHour()) {
+		return nil
+	}
+	current := now.UTC().Truncate(time.Hour)
+	oldest := current.Add(-d.LateHorizon)
+	switch {
+	case from.After(current):
+		return FieldErrorf("from", "%s is after the current hour %s: it must be an hour that has begun",
+			from.Format(time.RFC3339), current.Format(time.RFC3339))
+	case from.Before(d.StartHour):
+		return FieldErrorf("from", "%s is before the destination's startHour %s, before which nothing is exported",
+			from.Format(time.RFC3339), d.StartHour.UTC().Format(time.RFC3339))
+	case from.Before(oldest):
+		return FieldErrorf("from", "%s is more than the destination's lateHorizon (%s) before the current hour %s: "+
+			"the usage of hours already frozen is sent as late usage, which the exporter looks for only lateHorizon back, "+
+			"so the earliest hours would never be exported; give %s or later, or raise lateHorizon",
+			from.Format(time.RFC3339), shortDuration(d.LateHorizon), current.Format(time.RFC3339),
+			oldest.Truncate(time.Hour).Add(hourIfPartial(oldest)).Format(time.RFC3339))
+	}
+	return nil
+}
+
+// hourIfPartial is an hour if t is not a whole hour, else 0: what rounds a
+// bound up to the next whole hour.
+func hourIfPartial(t time.Time) time.Duration {
+	if t.Truncate(time.Hour).Equal(t) {
+		return 0
+	}
+	return time.Hour
+}
+
+// shortDuration writes d as Go does without its zero tails: "24h", "1h30m".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // exportDimensionJSON is an ExportDimension as stored: named fields that do not

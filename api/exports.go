@@ -271,34 +271,44 @@ func (h *handler) deleteExport(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// customerDoc is a customer mapping on the wire.
+// customerDoc is a customer mapping on the wire. From is the first hour
+// exported, left out when the mapping starts in the hour it was created.
 type customerDoc struct {
-	Subject      string    `json:"subject"`
-	CustomerID   string    `json:"customerId,omitempty"`
-	AWSAccountID string    `json:"awsAccountId,omitempty"`
-	LicenseArn   string    `json:"licenseArn,omitempty"`
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
+	Subject      string     `json:"subject"`
+	CustomerID   string     `json:"customerId,omitempty"`
+	AWSAccountID string     `json:"awsAccountId,omitempty"`
+	LicenseArn   string     `json:"licenseArn,omitempty"`
+	From         *time.Time `json:"from,omitempty"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
 }
 
 func newCustomerDoc(c *odometer.ExportCustomer) customerDoc {
-	return customerDoc{Subject: c.Subject, CustomerID: c.CustomerID, AWSAccountID: c.AWSAccountID, LicenseArn: c.LicenseArn,
+	doc := customerDoc{Subject: c.Subject, CustomerID: c.CustomerID, AWSAccountID: c.AWSAccountID, LicenseArn: c.LicenseArn,
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
+	if !c.From.IsZero() {
+		from := c.From.UTC()
+		doc.From = &from
+	}
+	return doc
 }
 
 // putExportCustomer handles PUT
 // /api/v1/exports/{destination}/customers/{subject}: it maps the subject
 // to a customer, replacing its earlier mapping. 409 if another subject has
-// the customer: AWS would take the records of only one of them.
+// the customer: AWS would take the records of only one of them. A from
+// left out (or null) keeps the mapping's; a new from must pass
+// odometer.CheckExportCustomerFrom.
 func (h *handler) putExportCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err := newParams(r, nil).err(); err != nil {
 		return err
 	}
 	ns, dest, subject := namespace(r), r.PathValue("destination"), r.PathValue("subject")
 	var in struct {
-		CustomerID   string `json:"customerId"`
-		AWSAccountID string `json:"awsAccountId"`
-		LicenseArn   string `json:"licenseArn"`
+		CustomerID   string  `json:"customerId"`
+		AWSAccountID string  `json:"awsAccountId"`
+		LicenseArn   string  `json:"licenseArn"`
+		From         *string `json:"from"`
 		// Read-only fields, accepted so that a mapping fetched from the
 		// API can be sent back; subject must be the path's.
 		Subject   *string         `json:"subject"`
@@ -314,19 +324,33 @@ func (h *handler) putExportCustomer(w http.ResponseWriter, r *http.Request) erro
 	}
 	now := h.clock()
 	c := &odometer.ExportCustomer{Namespace: ns, Destination: dest, Subject: subject, CustomerID: in.CustomerID,
-		AWSAccountID: in.AWSAccountID, LicenseArn: in.LicenseArn, CreatedAt: now, UpdatedAt: now}
+		AWSAccountID: in.AWSAccountID, LicenseArn: in.LicenseArn, From: bodyTime(&fields, "from", in.From),
+		CreatedAt: now, UpdatedAt: now}
 	if err := export.CheckCustomer(c); err != nil {
 		fields = append(fields, odometer.ErrorFields(err)...)
 	}
 	if err := fieldsError("invalid export customer", fields); err != nil {
 		return err
 	}
-	if _, err := h.findDestination(r); err != nil {
+	d, err := h.findDestination(r)
+	if err != nil {
 		return err
 	}
 	existing, err := h.store.ListExportCustomers(r.Context(), ns, dest)
 	if err != nil {
 		return fmt.Errorf("list customers of export destination %q: %w", dest, err)
+	}
+	var prev *odometer.ExportCustomer
+	if i := slices.IndexFunc(existing, func(o *odometer.ExportCustomer) bool { return o.Subject == subject }); i >= 0 {
+		prev = existing[i]
+	}
+	if c.From.IsZero() && prev != nil {
+		// Left out: the mapping keeps its first hour, as a destination
+		// keeps its startHour.
+		c.From = prev.From
+	}
+	if err := odometer.CheckExportCustomerFrom(c, prev, d, now); err != nil {
+		return fieldsError("invalid export customer", odometer.ErrorFields(err))
 	}
 	if err := export.CheckCustomerUnique(c, existing); err != nil {
 		return err

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -37,12 +38,13 @@ type destinationDoc struct {
 }
 
 type customerDoc struct {
-	Subject      string    `json:"subject"`
-	CustomerID   string    `json:"customerId"`
-	AWSAccountID string    `json:"awsAccountId"`
-	LicenseArn   string    `json:"licenseArn"`
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
+	Subject      string     `json:"subject"`
+	CustomerID   string     `json:"customerId"`
+	AWSAccountID string     `json:"awsAccountId"`
+	LicenseArn   string     `json:"licenseArn"`
+	From         *time.Time `json:"from"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
 }
 
 // exportEnv is a server on the clock now (testNow if nil) with the meters
@@ -292,6 +294,86 @@ func TestExportCustomers(t *testing.T) {
 	e.ok(200, "GET", "/api/v1/exports/aws/customers", nil, &list)
 	if len(list) != 0 {
 		t.Fatalf("customers of a re-created destination: %+v", list)
+	}
+}
+
+// A mapping's from: the first hour exported. It must be a whole UTC hour,
+// no later than the current hour, no earlier than the destination's
+// startHour nor than the current hour − lateHorizon; each refusal is a 400
+// naming from and stores nothing. Left out, it keeps the mapping's; one
+// that keeps the first hour as it was is accepted however old.
+func TestExportCustomerFrom(t *testing.T) {
+	t.Parallel()
+	now := &clock{t: testNow.Add(2*time.Hour + 40*time.Minute)} // 14:40; the oldest from is 10:00
+	e := exportEnv(t, now)
+	e.ok(201, "PUT", "/api/v1/exports/aws", strings.Replace(awsProd, `{"productCode"`,
+		`{"startHour":"2024-06-10T08:00:00Z","lateHorizon":"4h","productCode"`, 1), nil)
+	e.ok(201, "PUT", "/api/v1/exports/late", strings.Replace(awsProd, `{"productCode"`,
+		`{"startHour":"2024-06-10T13:00:00Z","productCode"`, 1), nil)
+
+	for _, tc := range []struct {
+		path, from, reason string
+	}{
+		{"aws", `"2024-06-10T12:30:00Z"`, "must be a whole UTC hour"},
+		{"aws", `"2024-06-10T12:00:00+05:30"`, "must be a whole UTC hour"}, // 06:30 UTC
+		{"aws", `"2024-06-10T15:00:00Z"`, "after the current hour 2024-06-10T14:00:00Z"},
+		{"aws", `"2024-06-10T09:00:00Z"`, "lateHorizon (4h)"},
+		{"aws", `"2024-06-10T07:00:00Z"`, "before the destination's startHour"},
+		{"late", `"2024-06-10T12:00:00Z"`, "before the destination's startHour 2024-06-10T13:00:00Z"},
+		{"aws", `"yesterday"`, "RFC 3339"},
+		{"aws", `1718020800`, ""},
+	} {
+		p := e.problem(400, "PUT", "/api/v1/exports/"+tc.path+"/customers/acme", `{"customerId":"c","from":`+tc.from+`}`)
+		wantFields(t, p, "from")
+		if !strings.Contains(p.Errors[0].Reason, tc.reason) {
+			t.Errorf("from %s: reason %q, want it to say %q", tc.from, p.Errors[0].Reason, tc.reason)
+		}
+	}
+	var list []customerDoc
+	for _, dest := range []string{"aws", "late"} {
+		if e.ok(200, "GET", "/api/v1/exports/"+dest+"/customers", nil, &list); len(list) != 0 {
+			t.Fatalf("refused PUTs stored %+v", list)
+		}
+	}
+
+	// The oldest from, written with an offset: stored and returned in UTC.
+	var c customerDoc
+	e.ok(200, "PUT", "/api/v1/exports/aws/customers/acme", `{"customerId":"c","from":"2024-06-10T12:00:00+02:00"}`, &c)
+	if c.From == nil || !c.From.Equal(mustTime("2024-06-10 10:00")) {
+		t.Fatalf("put: from %v, want 10:00 UTC", c.From)
+	}
+	e.ok(200, "PUT", "/api/v1/exports/aws/customers/bob", `{"customerId":"b"}`, nil)
+	_, raw := e.do("GET", "/api/v1/exports/aws/customers", nil)
+	if !bytes.Contains(raw, []byte(`"from":"2024-06-10T10:00:00Z"`)) || bytes.Count(raw, []byte(`"from"`)) != 1 {
+		t.Fatalf("GET %s: want acme's from, and none for bob", raw)
+	}
+
+	// Left out, from stays; a mapping as fetched can be sent back later,
+	// when its from is older than the late horizon.
+	e.ok(200, "PUT", "/api/v1/exports/aws/customers/acme", `{"customerId":"c2"}`, &c)
+	if c.From == nil || !c.From.Equal(mustTime("2024-06-10 10:00")) || c.CustomerID != "c2" {
+		t.Fatalf("put without from: %+v", c)
+	}
+	now.advance(5 * time.Hour) // 19:40; the oldest from is 15:00
+	if e.ok(200, "GET", "/api/v1/exports/aws/customers", nil, &list); len(list) != 2 || list[0].Subject != "acme" {
+		t.Fatalf("list %+v", list)
+	}
+	sent, _ := json.Marshal(list[0])
+	e.ok(200, "PUT", "/api/v1/exports/aws/customers/acme", string(sent), &c)
+	if !c.From.Equal(mustTime("2024-06-10 10:00")) {
+		t.Fatalf("sent back: from %v", c.From)
+	}
+	// bob starts in the hour it was mapped in, 14:00: saying so is no change.
+	e.ok(200, "PUT", "/api/v1/exports/aws/customers/bob", `{"customerId":"b","from":"2024-06-10T14:00:00Z"}`, nil)
+	// Moved earlier, but beyond the horizon: refused. Moved later: taken.
+	wantFields(t, e.problem(400, "PUT", "/api/v1/exports/aws/customers/acme", `{"customerId":"c2","from":"2024-06-10T11:00:00Z"}`), "from")
+	e.ok(200, "PUT", "/api/v1/exports/aws/customers/acme", `{"customerId":"c2","from":"2024-06-10T16:00:00Z"}`, &c)
+	if !c.From.Equal(mustTime("2024-06-10 16:00")) {
+		t.Fatalf("moved later: from %v", c.From)
+	}
+	if e.ok(200, "GET", "/api/v1/exports/aws/customers", nil, &list); !list[0].From.Equal(mustTime("2024-06-10 16:00")) ||
+		!list[1].From.Equal(mustTime("2024-06-10 14:00")) {
+		t.Fatalf("GET: %+v", list)
 	}
 }
 

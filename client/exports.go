@@ -130,11 +130,19 @@ func (d *ExportDestination) UnmarshalJSON(b []byte) error {
 
 // ExportCustomer maps a subject to an AWS customer: CustomerID (the
 // CustomerIdentifier) alone, or AWSAccountID with LicenseArn.
+//
+// From is the first UTC hour whose usage is exported for the subject; zero
+// means the hour the mapping was created in. Usage of hours from From that
+// were reported before the mapping existed is sent as late usage. The
+// server refuses a From that is not a whole hour, is after the current
+// hour, is before the destination's StartHour, or is more than its
+// LateHorizon before the current hour (docs/export-aws.md).
 type ExportCustomer struct {
 	Subject      string    `json:"subject"`
 	CustomerID   string    `json:"customerId,omitempty"`
 	AWSAccountID string    `json:"awsAccountId,omitempty"`
 	LicenseArn   string    `json:"licenseArn,omitempty"`
+	From         time.Time `json:"from,omitzero"`
 	CreatedAt    time.Time `json:"createdAt,omitzero"`
 	UpdatedAt    time.Time `json:"updatedAt,omitzero"`
 }
@@ -290,13 +298,16 @@ func (c *Client) DeleteExport(ctx context.Context, name string) error {
 
 // PutExportCustomer maps cust.Subject to its AWS customer in the
 // destination, replacing an earlier mapping, and returns it as stored. A
-// *Problem with status 409 if another subject has that customer.
+// zero cust.From keeps the mapping's From. A *Problem with status 409 if
+// another subject has that customer, or 400 naming "from" if the server
+// refuses cust.From.
 func (c *Client) PutExportCustomer(ctx context.Context, destination string, cust ExportCustomer) (*ExportCustomer, error) {
 	body, err := json.Marshal(struct {
-		CustomerID   string `json:"customerId,omitempty"`
-		AWSAccountID string `json:"awsAccountId,omitempty"`
-		LicenseArn   string `json:"licenseArn,omitempty"`
-	}{cust.CustomerID, cust.AWSAccountID, cust.LicenseArn})
+		CustomerID   string    `json:"customerId,omitempty"`
+		AWSAccountID string    `json:"awsAccountId,omitempty"`
+		LicenseArn   string    `json:"licenseArn,omitempty"`
+		From         time.Time `json:"from,omitzero"`
+	}{cust.CustomerID, cust.AWSAccountID, cust.LicenseArn, cust.From.UTC()})
 	if err != nil {
 		return nil, err
 	}

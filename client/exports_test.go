@@ -71,6 +71,20 @@ func TestExports(t *testing.T) {
 	if err != nil || cust.Subject != "acme" || cust.CustomerID != "cust-1" || cust.CreatedAt.IsZero() {
 		t.Fatalf("PutExportCustomer = %+v, %v", cust, err)
 	}
+	// From: the first hour exported, two hours back; a zero From keeps it;
+	// a From that is not a whole hour is refused, naming from.
+	from := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	cust, err = c.PutExportCustomer(ctx, "aws", client.ExportCustomer{Subject: "acme", CustomerID: "cust-1", From: from.In(time.FixedZone("", -3600))})
+	if err != nil || !cust.From.Equal(from) {
+		t.Fatalf("PutExportCustomer with From = %+v, %v; want From %s", cust, err, from)
+	}
+	if cust, err = c.PutExportCustomer(ctx, "aws", client.ExportCustomer{Subject: "acme", CustomerID: "cust-1"}); err != nil || !cust.From.Equal(from) {
+		t.Fatalf("PutExportCustomer without From = %+v, %v; want From kept", cust, err)
+	}
+	if _, err := c.PutExportCustomer(ctx, "aws", client.ExportCustomer{Subject: "acme", CustomerID: "cust-1", From: from.Add(30 * time.Minute)}); client.AsProblem(err) == nil ||
+		client.AsProblem(err).Status != http.StatusBadRequest || client.AsProblem(err).Errors[0].Field != "from" {
+		t.Fatalf("PutExportCustomer with From on the half hour: %v", err)
+	}
 	if _, err := c.PutExportCustomer(ctx, "aws", client.ExportCustomer{Subject: "team/b", AWSAccountID: "123456789012", LicenseArn: "arn:l"}); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +93,8 @@ func TestExports(t *testing.T) {
 		t.Fatalf("a second subject for cust-1: %v", err)
 	}
 	cs, err := c.ListExportCustomers(ctx, "aws")
-	if err != nil || len(cs) != 2 || cs[1].Subject != "team/b" || cs[1].LicenseArn != "arn:l" {
+	if err != nil || len(cs) != 2 || cs[1].Subject != "team/b" || cs[1].LicenseArn != "arn:l" ||
+		!cs[0].From.Equal(from) || !cs[1].From.IsZero() {
 		t.Fatalf("ListExportCustomers = %+v, %v", cs, err)
 	}
 	if err := c.DeleteExportCustomer(ctx, "aws", "team/b"); err != nil {

@@ -187,17 +187,22 @@ func scanDestinations(rows pgx.Rows, err error) ([]*odometer.ExportDestination, 
 }
 
 // PutExportCustomer creates or replaces the subject's mapping, keeping the
-// CreatedAt of an existing one. ENOTFOUND if the destination is missing.
+// CreatedAt of an existing one; a zero From is stored as NULL. ENOTFOUND if
+// the destination is missing.
 func (s *Store) PutExportCustomer(ctx context.Context, c *odometer.ExportCustomer) error {
 	op := fmt.Sprintf("put export customer %q of destination %q", c.Subject, c.Destination)
+	var from *time.Time
+	if !c.From.IsZero() {
+		from = &c.From
+	}
 	return s.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO export_customers (namespace, destination, subject,
-			customer_id, aws_account_id, license_arn, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			customer_id, aws_account_id, license_arn, from_hour, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (namespace, destination, subject) DO UPDATE SET customer_id = EXCLUDED.customer_id,
 				aws_account_id = EXCLUDED.aws_account_id, license_arn = EXCLUDED.license_arn,
-				updated_at = EXCLUDED.updated_at`,
-			c.Namespace, c.Destination, c.Subject, c.CustomerID, c.AWSAccountID, c.LicenseArn, c.CreatedAt, c.UpdatedAt)
+				from_hour = EXCLUDED.from_hour, updated_at = EXCLUDED.updated_at`,
+			c.Namespace, c.Destination, c.Subject, c.CustomerID, c.AWSAccountID, c.LicenseArn, from, c.CreatedAt, c.UpdatedAt)
 		if foreignKeyViolation(err) {
 			return odometer.ErrExportDestinationNotFound(c.Destination)
 		}
@@ -230,7 +235,7 @@ func (s *Store) ListExportCustomers(ctx context.Context, namespace, destination 
 	err := s.read(ctx, fmt.Sprintf("list export customers of destination %q", destination), func(ctx context.Context) error {
 		cs = []*odometer.ExportCustomer{}
 		rows, err := s.pool.Query(ctx, `SELECT namespace, destination, subject, customer_id, aws_account_id, license_arn,
-			created_at, updated_at FROM export_customers
+			from_hour, created_at, updated_at FROM export_customers
 			WHERE namespace = $1 AND destination = $2 ORDER BY subject`, namespace, destination)
 		if err != nil {
 			return err
@@ -238,9 +243,13 @@ func (s *Store) ListExportCustomers(ctx context.Context, namespace, destination 
 		defer rows.Close()
 		for rows.Next() {
 			var c odometer.ExportCustomer
+			var from *time.Time
 			if err := rows.Scan(&c.Namespace, &c.Destination, &c.Subject, &c.CustomerID, &c.AWSAccountID, &c.LicenseArn,
-				&c.CreatedAt, &c.UpdatedAt); err != nil {
+				&from, &c.CreatedAt, &c.UpdatedAt); err != nil {
 				return &noRetryError{err}
+			}
+			if from != nil {
+				c.From = from.UTC()
 			}
 			c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 			cs = append(cs, &c)

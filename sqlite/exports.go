@@ -145,16 +145,21 @@ func scanDestinations(rows *sql.Rows) ([]*odometer.ExportDestination, error) {
 }
 
 // PutExportCustomer creates or replaces the subject's mapping, keeping the
-// CreatedAt of an existing one. ENOTFOUND if the destination is missing.
+// CreatedAt of an existing one; a zero From is stored as NULL. ENOTFOUND if
+// the destination is missing.
 func (s *Store) PutExportCustomer(ctx context.Context, c *odometer.ExportCustomer) error {
+	var from any
+	if !c.From.IsZero() {
+		from = c.From.UnixMicro()
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO export_customers (namespace, destination, subject,
-			customer_id, aws_account_id, license_arn, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			customer_id, aws_account_id, license_arn, from_hour, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (namespace, destination, subject) DO UPDATE SET customer_id = excluded.customer_id,
 				aws_account_id = excluded.aws_account_id, license_arn = excluded.license_arn,
-				updated_at = excluded.updated_at`,
-			c.Namespace, c.Destination, c.Subject, c.CustomerID, c.AWSAccountID, c.LicenseArn,
+				from_hour = excluded.from_hour, updated_at = excluded.updated_at`,
+			c.Namespace, c.Destination, c.Subject, c.CustomerID, c.AWSAccountID, c.LicenseArn, from,
 			c.CreatedAt.UnixMicro(), c.UpdatedAt.UnixMicro())
 		if isForeignKeyViolation(err) {
 			return odometer.ErrExportDestinationNotFound(c.Destination)
@@ -185,7 +190,7 @@ func (s *Store) DeleteExportCustomer(ctx context.Context, namespace, destination
 func (s *Store) ListExportCustomers(ctx context.Context, namespace, destination string) ([]*odometer.ExportCustomer, error) {
 	op := fmt.Sprintf("list export customers of destination %q", destination)
 	rows, err := s.query(ctx, `SELECT namespace, destination, subject, customer_id, aws_account_id, license_arn,
-		created_at, updated_at FROM export_customers
+		from_hour, created_at, updated_at FROM export_customers
 		WHERE namespace = ? AND destination = ? ORDER BY subject`, namespace, destination)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -194,10 +199,14 @@ func (s *Store) ListExportCustomers(ctx context.Context, namespace, destination 
 	cs := []*odometer.ExportCustomer{}
 	for rows.Next() {
 		var c odometer.ExportCustomer
+		var from sql.NullInt64
 		var created, updated int64
 		if err := rows.Scan(&c.Namespace, &c.Destination, &c.Subject, &c.CustomerID, &c.AWSAccountID, &c.LicenseArn,
-			&created, &updated); err != nil {
+			&from, &created, &updated); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if from.Valid {
+			c.From = fromMicros(from.Int64)
 		}
 		c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
 		cs = append(cs, &c)

@@ -17,7 +17,8 @@ import (
 // interface's comments, the suite pins these behaviours:
 //   - destinations, customers, records and accounts round-trip every
 //     field; nil slices and maps stay nil, empty ones stay empty; decimals
-//     come back exactly;
+//     come back exactly; a customer's zero From stays zero, a set one comes
+//     back in UTC, and replacing a mapping replaces From, zero included;
 //   - a new destination starts with FrozenThrough zero whatever the caller
 //     set; PutExportDestination never moves it;
 //   - decimals beyond the limits of odometer values are an EINVALID error
@@ -370,7 +371,7 @@ func testExportCustomers(t *testing.T, s odometer.Store) {
 		CreatedAt: exportCreated, UpdatedAt: exportCreated}
 	byLicense := &odometer.ExportCustomer{Namespace: "ns", Destination: "aws", Subject: "Zeta ✓", AWSAccountID: "123456789012",
 		LicenseArn: "arn:aws:license-manager::123456789012:license:l-1", CreatedAt: exportCreated.Add(time.Microsecond),
-		UpdatedAt: exportCreated.Add(time.Second)}
+		UpdatedAt: exportCreated.Add(time.Second), From: xhour(-3).In(time.FixedZone("UTC+5:30", 5*3600+1800))}
 	bare := &odometer.ExportCustomer{Namespace: "ns", Destination: "aws", Subject: "b", CreatedAt: exportCreated, UpdatedAt: exportCreated}
 	elsewhere := &odometer.ExportCustomer{Namespace: "ns", Destination: "other", Subject: "acme", CustomerID: "OTHER",
 		CreatedAt: exportCreated, UpdatedAt: exportCreated}
@@ -384,16 +385,41 @@ func testExportCustomers(t *testing.T, s odometer.Store) {
 	if got := exportCustomers(t, s, "ns", "other"); !cmp.Equal([]*odometer.ExportCustomer{elsewhere}, got) {
 		t.Errorf("ListExportCustomers of another destination = %+v", got)
 	}
+	// From: zero stays zero (the creation hour), a set one comes back in UTC.
+	checkFrom := func(what string, want map[string]time.Time) {
+		t.Helper()
+		for _, c := range exportCustomers(t, s, "ns", "aws") {
+			w, ok := want[c.Subject]
+			switch {
+			case !ok:
+			case w.IsZero() && !c.From.IsZero():
+				t.Errorf("%s: %q has From %s, want zero", what, c.Subject, c.From)
+			case !w.IsZero() && (!c.From.Equal(w) || c.From.Location() != time.UTC):
+				t.Errorf("%s: %q has From %s, want %s in UTC", what, c.Subject, c.From, w.UTC())
+			}
+		}
+	}
+	checkFrom("put", map[string]time.Time{"acme": {}, "Zeta ✓": xhour(-3), "b": {}})
 
-	// Replacing keeps CreatedAt; the mapping may switch kinds.
+	// Replacing keeps CreatedAt; the mapping may switch kinds; From is
+	// replaced.
 	replaced := &odometer.ExportCustomer{Namespace: "ns", Destination: "aws", Subject: "acme", AWSAccountID: "210987654321",
-		LicenseArn: "arn:l-2", CreatedAt: exportCreated.Add(48 * time.Hour), UpdatedAt: exportCreated.Add(48 * time.Hour)}
+		LicenseArn: "arn:l-2", From: xhour(2), CreatedAt: exportCreated.Add(48 * time.Hour), UpdatedAt: exportCreated.Add(48 * time.Hour)}
 	mustPutCustomer(t, s, replaced)
 	want := *replaced
 	want.CreatedAt = byID.CreatedAt
 	if diff := cmp.Diff([]*odometer.ExportCustomer{byLicense, &want, bare}, exportCustomers(t, s, "ns", "aws")); diff != "" {
 		t.Errorf("ListExportCustomers after replacing (-want +got):\n%s", diff)
 	}
+	checkFrom("replaced with From", map[string]time.Time{"acme": xhour(2)})
+	// Replaced again without From: zero, as the caller gave it.
+	replaced.From = time.Time{}
+	mustPutCustomer(t, s, replaced)
+	want.From = time.Time{}
+	if diff := cmp.Diff([]*odometer.ExportCustomer{byLicense, &want, bare}, exportCustomers(t, s, "ns", "aws")); diff != "" {
+		t.Errorf("ListExportCustomers after replacing From with zero (-want +got):\n%s", diff)
+	}
+	checkFrom("replaced without From", map[string]time.Time{"acme": {}, "Zeta ✓": xhour(-3)})
 
 	if err := s.DeleteExportCustomer(ctx, "ns", "aws", "b"); err != nil {
 		t.Fatalf("DeleteExportCustomer: %v", err)

@@ -73,6 +73,9 @@ import (
 //	    customers:
 //	      - {subject: acme, customerId: cust-1}
 //	      - {subject: beta, awsAccountId: "123456789012", licenseArn: arn:aws:license-manager::…}
+//	      - {subject: gamma, customerId: cust-3, from: 2026-03-01T09:00:00Z}
+//	                                  # from: the first UTC hour exported; default:
+//	                                  # the mapping's, or the hour it is created in
 //
 // At start-up, meters and then export destinations and customers are
 // created or updated to match; those absent from the file are left alone.
@@ -156,10 +159,11 @@ type configDimension struct {
 }
 
 type configCustomer struct {
-	Subject      string `yaml:"subject"`
-	CustomerID   string `yaml:"customerId"`
-	AWSAccountID string `yaml:"awsAccountId"`
-	LicenseArn   string `yaml:"licenseArn"`
+	Subject      string  `yaml:"subject"`
+	CustomerID   string  `yaml:"customerId"`
+	AWSAccountID string  `yaml:"awsAccountId"`
+	LicenseArn   string  `yaml:"licenseArn"`
+	From         *scalar `yaml:"from"` // kept as text, parsed as the API parses it
 }
 
 // exportDef is an export destination declared in the config file,
@@ -402,6 +406,19 @@ func (ce *configExport) parse(now time.Time) (*exportDef, error) {
 		prefix := fmt.Sprintf("customers[%d].", i)
 		c := &odometer.ExportCustomer{Destination: ce.Name, Subject: cc.Subject, CustomerID: cc.CustomerID,
 			AWSAccountID: cc.AWSAccountID, LicenseArn: cc.LicenseArn}
+		if cc.From != nil {
+			// The rules that need the destination's state and the clock
+			// (odometer.CheckExportCustomerFrom) are checked by syncExports.
+			t, err := time.Parse(time.RFC3339, cc.From.value)
+			switch {
+			case err != nil:
+				bad(prefix+"from", cc.From.line, "must be an RFC 3339 time such as 2026-03-01T09:00:00Z; got %q", cc.From.value)
+			case !t.Truncate(time.Hour).Equal(t):
+				bad(prefix+"from", cc.From.line, "must be a whole UTC hour; got %s", cc.From.value)
+			default:
+				c.From = t.UTC()
+			}
+		}
 		if err := export.CheckCustomer(c); err != nil {
 			for _, f := range odometer.ErrorFields(err) {
 				bad(prefix+f.Field, 0, "%s", f.Reason)
@@ -450,6 +467,8 @@ func exportLines(b []byte) []int {
 // "default" match the config, after syncMeters: a destination is created
 // or its definition replaced (what is frozen stays), and each listed
 // customer mapping is created or replaced. Unchanged ones are not written.
+// A customer without from keeps the mapping's; a from that changes the
+// mapping's first hour must pass odometer.CheckExportCustomerFrom at now.
 // Every dimension must name a SUM or COUNT meter with its group-by keys
 // (export.CheckMeters). Destinations and customers absent from the config
 // are left alone, as meters are.
@@ -498,9 +517,19 @@ func syncExports(ctx context.Context, store odometer.Store, defs []*exportDef, n
 			c := *cdef
 			c.Namespace, c.Destination = ns, d.Name
 			i := slices.IndexFunc(existing, func(o *odometer.ExportCustomer) bool { return o.Subject == c.Subject })
-			if i >= 0 && existing[i].CustomerID == c.CustomerID && existing[i].AWSAccountID == c.AWSAccountID &&
-				existing[i].LicenseArn == c.LicenseArn {
+			var prev *odometer.ExportCustomer
+			if i >= 0 {
+				prev = existing[i]
+				if c.From.IsZero() {
+					c.From = prev.From // left out: kept, as the API keeps it
+				}
+			}
+			if prev != nil && prev.CustomerID == c.CustomerID && prev.AWSAccountID == c.AWSAccountID &&
+				prev.LicenseArn == c.LicenseArn && prev.From.Equal(c.From) {
 				continue
+			}
+			if err := odometer.CheckExportCustomerFrom(&c, prev, &d, now); err != nil {
+				return fmt.Errorf("export destination %q: customer of subject %q: from: %s", d.Name, c.Subject, odometer.ErrorFields(err)[0].Reason)
 			}
 			if err := export.CheckCustomerUnique(&c, existing); err != nil {
 				return fmt.Errorf("export destination %q: customer of subject %q: %w", d.Name, c.Subject, err)

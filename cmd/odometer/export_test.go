@@ -105,6 +105,11 @@ func TestExportConfig(t *testing.T) {
 			"\n    customers: [{subject: a, customerId: c1}, {subject: a, customerId: c2}]", []string{`customers[1].subject: "a" is customers[0] already`}},
 		{"customer twice", "exports:\n  - name: aws\n    productCode: p" + dims +
 			"\n    customers: [{subject: a, customerId: c1}, {subject: b, customerId: c1}]", []string{`customers[1].subject: customer "c1" is mapped to subject "a"`}},
+		{"customer from text", "exports:\n  - name: aws\n    productCode: p" + dims + "\n    customers:\n      - {subject: a, customerId: c, from: today}",
+			[]string{"customers[0].from: line 6: must be an RFC 3339 time", `"today"`}},
+		{"customer from half hour", "exports:\n  - name: aws\n    productCode: p" + dims +
+			"\n    customers:\n      - {subject: a, customerId: c}\n      - {subject: b, customerId: d, from: '2026-03-01T09:30:00+01:00'}",
+			[]string{"customers[1].from: line 7: must be a whole UTC hour"}},
 		{"name twice", "exports:\n  - {name: aws, productCode: p, dimensions: [{dimension: d, meterSlug: m}]}\n" +
 			"  - {name: aws, productCode: q, dimensions: [{dimension: d, meterSlug: m}]}", []string{`exports[1] ("aws", line 3): name "aws" is exports[0]'s already`}},
 		{"every problem", "exports:\n  - name: aws\n    delay: x\n    dimensions: [{dimension: d, divide: -1}]",
@@ -230,6 +235,85 @@ func TestSyncExports(t *testing.T) {
 	}
 	if _, err := store.FindExportDestination(ctx, "default", "x"); odometer.ErrorCode(err) != odometer.ENOTFOUND {
 		t.Errorf("a refused destination was stored: %v", err)
+	}
+}
+
+// TestSyncExportCustomerFrom checks a customer's from in the config file:
+// stored in UTC; left out, the mapping's is kept; unchanged, it is accepted
+// however old it has grown; changed, it must be an hour that has begun and
+// no more than lateHorizon before the current hour, or the start-up fails
+// naming the subject and from.
+func TestSyncExportCustomerFrom(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store, err := sqlite.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	log := slog.New(slog.DiscardHandler)
+	t1 := time.Date(2026, 3, 1, 10, 20, 0, 0, time.UTC)
+	config := func(acme string) []*exportDef {
+		t.Helper()
+		lc, err := parseConfig([]byte(`
+meters: [{slug: calls, eventType: call, aggregation: COUNT}]
+exports:
+  - name: aws
+    productCode: p
+    startHour: 2026-03-01T00:00:00Z
+    dimensions: [{dimension: d, meterSlug: calls}]
+    customers:
+      - {subject: acme, customerId: cust-1` + acme + `}
+      - {subject: beta, customerId: cust-2}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syncMeters(ctx, store, lc.meters, t1, log); err != nil {
+			t.Fatal(err)
+		}
+		return lc.exports
+	}
+	customers := func() []*odometer.ExportCustomer {
+		t.Helper()
+		cs, err := store.ListExportCustomers(ctx, "default", "aws")
+		if err != nil || len(cs) != 2 {
+			t.Fatalf("customers %+v, %v", cs, err)
+		}
+		return cs
+	}
+
+	if err := syncExports(ctx, store, config(", from: '2026-03-01T10:00:00+02:00'"), t1, log); err != nil {
+		t.Fatal(err)
+	}
+	if cs := customers(); !cs[0].From.Equal(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)) || cs[0].From.Location() != time.UTC || !cs[1].From.IsZero() {
+		t.Fatalf("from %s and %s; want 08:00 UTC and none", cs[0].From, cs[1].From)
+	}
+	// Three days on: the same config, and one without acme's from, change
+	// nothing.
+	t2 := t1.Add(72 * time.Hour)
+	for _, acme := range []string{", from: 2026-03-01T08:00:00Z", ""} {
+		if err := syncExports(ctx, store, config(acme), t2, log); err != nil {
+			t.Fatalf("from %q three days on: %v", acme, err)
+		}
+		if cs := customers(); !cs[0].From.Equal(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)) || !cs[0].UpdatedAt.Equal(t1) {
+			t.Fatalf("from %q three days on rewrote acme: %+v", acme, cs[0])
+		}
+	}
+	// A new from must be an hour that has begun, within the late horizon.
+	for acme, want := range map[string]string{
+		", from: 2026-03-03T09:00:00Z": `customer of subject "acme": from: 2026-03-03T09:00:00Z is more than the destination's lateHorizon (24h)`,
+		", from: 2026-03-04T11:00:00Z": `customer of subject "acme": from: 2026-03-04T11:00:00Z is after the current hour`,
+	} {
+		if err := syncExports(ctx, store, config(acme), t2, log); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("from %q: %v; want an error containing %q", acme, err, want)
+		}
+	}
+	if err := syncExports(ctx, store, config(", from: 2026-03-03T10:00:00Z"), t2, log); err != nil {
+		t.Fatal(err)
+	}
+	if cs := customers(); !cs[0].From.Equal(time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC)) || !cs[0].UpdatedAt.Equal(t2) {
+		t.Fatalf("acme after a new from: %+v", cs[0])
 	}
 }
 

@@ -233,11 +233,14 @@ func (e *Exporter) freezeHour(ctx context.Context, d *odometer.ExportDestination
 	for _, r := range earlier {
 		known[recKey{r.Subject, r.Dimension, r.Hour.Unix()}] = r
 	}
-	// A customer's usage counts from the hour its mapping was created.
+	// A customer's usage counts from its first hour: the mapping's From,
+	// or the hour it was created in. The hours from there that were frozen
+	// before the mapping existed have no record of it, so freezeRecord
+	// carries their usage into k as late usage, as far back as lateFrom.
 	first := make(map[string]time.Time, len(customers))
 	var subjects []string
 	for _, c := range customers {
-		h := c.CreatedAt.UTC().Truncate(time.Hour)
+		h := c.FirstHour()
 		if h.After(k) {
 			continue
 		}

@@ -45,6 +45,21 @@ type EventStore interface {
 	// is still exact. It never reads every event: its cost grows with the
 	// number of event types times the subjects returned.
 	ListSubjects(ctx context.Context, f SubjectFilter) ([]string, error)
+
+	// LookupEvents returns the stored events of the namespace with exactly
+	// this id, and this source unless source is "": at most one per source
+	// (an identity is stored once), ordered by source, each the version
+	// stored first. An empty result is not an error. id and source are
+	// compared as bytes, case-sensitively, with no wildcards; they may hold
+	// any bytes, also ones no stored event can (NUL), and the answer is
+	// still exact. It does not read other events: with a source it is a
+	// point lookup of the identity; without one it probes each of the
+	// namespace's distinct sources once, and a namespace with more than
+	// 100,000 distinct sources is refused with EINVALID naming field
+	// "source" (a source is then required). (eventlog.Log reads other
+	// events to find one it stored before it recorded where events are:
+	// docs/storage.md.)
+	LookupEvents(ctx context.Context, namespace, id, source string) ([]Event, error)
 }
 
 // SubjectFilter selects the subjects ListSubjects returns. To page through

@@ -296,14 +296,6 @@ type recentOutcome struct {
 	Reasons    []outcomeReason `json:"reasons"`
 }
 
-// Bounds of the stored events a look-up reads: ListEvents matches ids by
-// substring, so it pages through the events whose id contains the one
-// looked up and keeps the exact matches.
-const (
-	outcomeStoredPage  = 1000
-	outcomeStoredPages = 10
-)
-
 // eventOutcomes handles GET /api/v1/events/outcomes: what became of the
 // events with an id (and source): stored, or remembered by this node as
 // rejected or duplicate.
@@ -334,35 +326,14 @@ func (h *handler) eventOutcomes(w http.ResponseWriter, r *http.Request) error {
 }
 
 // storedEvents returns the stored events of namespace ns with exactly this
-// id (and source, unless ""), newest first. It pages backwards in event
-// time through the events whose id contains id, reading at most
-// outcomeStoredPages pages of them.
+// id (and source, unless ""), newest first (ties by source). The store
+// finds them by identity, without reading other events (LookupEvents).
 func (h *handler) storedEvents(ctx context.Context, ns, id, source string) ([]odometer.Event, error) {
-	f := odometer.EventFilter{Namespace: ns, IDContains: id, Limit: outcomeStoredPage}
-	out := []odometer.Event{}
-	seen := map[string]bool{} // sources of the matches: an identity is stored once
-	for range outcomeStoredPages {
-		events, err := h.store.ListEvents(ctx, f)
-		if err != nil {
-			return nil, fmt.Errorf("look up event %q: %w", id, err)
-		}
-		for _, e := range events {
-			if e.ID == id && (source == "" || e.Source == source) && !seen[e.Source] {
-				seen[e.Source] = true
-				out = append(out, e)
-			}
-		}
-		if len(events) < f.Limit {
-			break
-		}
-		// The next page: the events at or before the last one's time. Those
-		// at that time are listed again (seen drops them); a page of one
-		// time only cannot be followed past it.
-		last := events[len(events)-1].Time
-		if events[0].Time.Equal(last) {
-			break
-		}
-		f.To = last.Add(odometer.TimePrecision)
+	events, err := h.store.LookupEvents(ctx, ns, id, source)
+	if err != nil {
+		return nil, fmt.Errorf("look up event %q: %w", id, err)
 	}
-	return out, nil
+	// LookupEvents orders by source; the answer lists the newest first.
+	slices.SortStableFunc(events, func(a, b odometer.Event) int { return b.Time.Compare(a.Time) })
+	return events, nil
 }

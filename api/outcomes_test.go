@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
 )
 
@@ -188,8 +191,8 @@ func TestOutcomesDuplicatesAndStored(t *testing.T) {
 	}
 }
 
-// The stored events are found however many other ids contain the id
-// looked up: the look-up pages through them.
+// The stored events are found by exact id however many other ids contain
+// the one looked up, or are newer.
 func TestOutcomesStoredAmongSimilarIDs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -334,5 +337,53 @@ func TestOutcomeLogConcurrent(t *testing.T) {
 		if d.Recent[i].ReceivedAt.After(d.Recent[i-1].ReceivedAt) {
 			t.Fatalf("recent not newest first: %+v", d.Recent)
 		}
+	}
+}
+
+// lookupOnly is a store whose ListEvents fails: the look-up must find the
+// stored events by identity, never by listing events. lookupErr, when
+// set, is what LookupEvents returns.
+type lookupOnly struct {
+	odometer.Store
+	lookupErr error
+}
+
+func (lookupOnly) ListEvents(context.Context, odometer.EventFilter) ([]odometer.Event, error) {
+	return nil, errors.New("the look-up listed events")
+}
+
+func (s lookupOnly) LookupEvents(ctx context.Context, namespace, id, source string) ([]odometer.Event, error) {
+	if s.lookupErr != nil {
+		return nil, s.lookupErr
+	}
+	return s.Store.LookupEvents(ctx, namespace, id, source)
+}
+
+// The stored events come from LookupEvents, newest first whatever the
+// order of their sources; the store's refusal to look an id up in every
+// source is the client's to fix.
+func TestOutcomesStoredLookup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.Store = lookupOnly{Store: c.Store} })
+	ev := func(source, ts string) string {
+		return fmt.Sprintf(`{"id":"a","source":%q,"specversion":"1.0","type":"prompt","subject":"s","time":%q}`, source, ts)
+	}
+	e.ok(200, "POST", "/api/v1/events", "["+ev("b", "2024-06-10T09:00:00Z")+","+ev("c", "2024-06-10T11:00:00Z")+","+
+		ev("a", "2024-06-10T10:00:00Z")+","+ev("d", "2024-06-10T10:00:00Z")+"]", nil)
+	if d := e.outcomes("a", ""); d.summary() != "stored:c;stored:a;stored:d;stored:b" {
+		t.Errorf("a: %q, want newest first, ties by source", d.summary())
+	}
+	if d := e.outcomes("a", "d"); d.summary() != "stored:d" {
+		t.Errorf("a from d: %q", d.summary())
+	}
+
+	refused := newEnv(t, func(c *api.Config) {
+		c.Store = lookupOnly{Store: c.Store, lookupErr: fmt.Errorf("look up events: %w", odometer.FieldErrorf("source",
+			"required for this namespace: it has more than 100000 distinct sources, too many to look an id up in each"))}
+	})
+	p := refused.problem(400, "GET", "/api/v1/events/outcomes?id=a", nil)
+	wantFields(t, p, "source")
+	if !strings.Contains(p.Detail, "required") {
+		t.Errorf("detail %q does not say that a source is required", p.Detail)
 	}
 }

@@ -170,7 +170,6 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		}
 		e := &events[i]
 		seq++
-		b.kvs = append(b.kvs, b.dedup[i])
 
 		// The record, then the ListEvents index entry, whose value is the
 		// part of the record key between namespace and time: str(type)
@@ -183,6 +182,10 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		b.val = append(b.val[:0], b.key[nsEnd:]...)
 		b.key = appendTime(b.key, e.Time)
 		b.key = binary.BigEndian.AppendUint64(b.key, seq)
+		// The dedup key, valued with where the event is: the time and seq
+		// that end its keys (keys.go). Its key is copied within the arena,
+		// which the next batch reuses.
+		add(key(b.dedup[i]), b.key[len(b.key)-suffixLen:])
 		b.rec = appendRecord(b.rec[:0], e.Source, e.ID, e.SpecVersion, e.DataContentType, e.DataSchema, e.IngestedAt, e.Data)
 		add(b.key, b.rec)
 

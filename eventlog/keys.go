@@ -14,7 +14,7 @@ import (
 // be consulted for another: a dedup Get touches only tables that overlap the
 // 'd' range.
 //
-//	'd' str(ns) str(source) str(id)                       → "" (dedup: the identity exists)
+//	'd' str(ns) str(source) str(id)                       → time(t) u64(seq), or "" (dedup: the identity exists)
 //	'e' str(ns) str(type) str(subject) time(t) u64(seq)   → record (the event)
 //	't' str(ns) time(t) u64(seq)                          → str(type) str(subject) (ListEvents)
 //	'l' str(ns) str(type) str(subject)                    → u64(at) (late watermark)
@@ -26,6 +26,18 @@ import (
 // Every 'e' and 't' key therefore ends with 16 fixed bytes, time then seq.
 // A late watermark (odometer.LateMarks) is the time in microseconds since
 // the Unix epoch, as a big-endian two's-complement int64.
+//
+// The value of a 'd' key locates the event: the 16 bytes (time, seq) that
+// end its 't' and 'e' keys, so that LookupEvents finds an identity's event
+// with three point reads ('d', then 't' for the type and subject, then 'e').
+// Logs written before this value existed hold "" instead, and so do keys
+// written by such an older binary after a downgrade: the location is then
+// unknown and LookupEvents falls back to searching the namespace's 't'
+// index (lookup.go). That is why the value needed no new formatVersion: no
+// version ever read a 'd' value (dedup and the identity filter read keys
+// only), so older binaries read a log with located 'd' keys correctly, and
+// this one reads both kinds of value. Raising formatVersion would have
+// made the upgrade one-way for nothing.
 const (
 	tagDedup = 'd'
 	tagEvent = 'e'
@@ -40,7 +52,7 @@ var (
 )
 
 // suffixLen is the length of the time and seq that end every 'e' and 't'
-// key.
+// key, and of a located 'd' key's value.
 const suffixLen = 16
 
 // String encoding: each 0x00 byte becomes 0x00 0xFF and the string ends with

@@ -216,6 +216,10 @@ func (s benchStore) ListSubjects(ctx context.Context, f odometer.SubjectFilter) 
 	return s.Log.ListSubjects(ctx, f)
 }
 
+func (s benchStore) LookupEvents(ctx context.Context, namespace, id, source string) ([]odometer.Event, error) {
+	return s.Log.LookupEvents(ctx, namespace, id, source)
+}
+
 func (s benchStore) Ping(ctx context.Context) error {
 	return errors.Join(s.Log.Ping(ctx), s.Store.Ping(ctx))
 }

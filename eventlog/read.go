@@ -104,22 +104,7 @@ func (l *Log) listEvents(ctx context.Context, f odometer.EventFilter) ([]odomete
 		}
 		err = decodeRecord(v, &r)
 		if err == nil && r.ingestedAt >= ingFrom && r.ingestedAt < ingTo && bytes.Contains(r.id, idSub) {
-			e := odometer.Event{
-				Namespace:       f.Namespace,
-				ID:              string(r.id),
-				Source:          string(r.source),
-				SpecVersion:     string(r.specVersion),
-				Type:            typ,
-				Subject:         string(subject),
-				Time:            decodeTime(suffix),
-				DataContentType: string(r.dataContentType),
-				DataSchema:      string(r.dataSchema),
-				IngestedAt:      time.UnixMicro(r.ingestedAt).UTC(),
-			}
-			if len(r.data) > 0 {
-				e.Data = bytes.Clone(r.data)
-			}
-			events = append(events, e)
+			events = append(events, r.event(f.Namespace, typ, string(subject), suffix))
 		}
 		closer.Close()
 		if err != nil {
@@ -130,6 +115,28 @@ func (l *Log) listEvents(ctx context.Context, f odometer.EventFilter) ([]odomete
 		return nil, err
 	}
 	return events, nil
+}
+
+// event returns the event whose record r was read under a key of
+// namespace ns, type typ and subject, ending with suffix (time, seq). It
+// copies what it keeps of r, so the value r points into may be released.
+func (r *recordView) event(ns, typ, subject string, suffix []byte) odometer.Event {
+	e := odometer.Event{
+		Namespace:       ns,
+		ID:              string(r.id),
+		Source:          string(r.source),
+		SpecVersion:     string(r.specVersion),
+		Type:            typ,
+		Subject:         subject,
+		Time:            decodeTime(suffix),
+		DataContentType: string(r.dataContentType),
+		DataSchema:      string(r.dataSchema),
+		IngestedAt:      time.UnixMicro(r.ingestedAt).UTC(),
+	}
+	if len(r.data) > 0 {
+		e.Data = bytes.Clone(r.data)
+	}
+	return e
 }
 
 const (

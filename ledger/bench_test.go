@@ -43,6 +43,10 @@ func (s *embedded) ListSubjects(ctx context.Context, f odometer.SubjectFilter) (
 	return s.Log.ListSubjects(ctx, f)
 }
 
+func (s *embedded) LookupEvents(ctx context.Context, namespace, id, source string) ([]odometer.Event, error) {
+	return s.Log.LookupEvents(ctx, namespace, id, source)
+}
+
 func (s *embedded) Ping(ctx context.Context) error {
 	return errors.Join(s.Log.Ping(ctx), s.Store.Ping(ctx))
 }

@@ -341,3 +341,82 @@ func prefixSuccessor(p string) (string, bool) {
 	}
 	return "", false
 }
+
+// maxLookupSources is how many distinct sources a namespace may have for
+// LookupEvents to probe each of them when no source is given.
+const maxLookupSources = 100_000
+
+// lookupEventSQL is a point lookup in the unique index events_identity.
+const lookupEventSQL = `SELECT source, type, subject, time, ingested_at, specversion, datacontenttype, dataschema, data
+	FROM events WHERE namespace = @ns AND source = @source AND id = @id`
+
+// lookupEventsSQL finds an id in every source of a namespace with a loose
+// index scan of events_identity (namespace, source, id), as a recursive
+// CTE, because a plain query would read every index entry of the
+// namespace: "sources" steps from each source to the next with one index
+// probe (min(source) above the previous one), at most @max + 1 of them,
+// and each source found is joined with one point lookup of (namespace,
+// source, id). The result holds the events found and, when the namespace
+// has more than @max sources, a row whose n is @max + 1, which says so
+// (ifnull gives it scannable blanks where it has no event).
+// Cost: about two probes per distinct source.
+//
+// EXPLAIN QUERY PLAN shows the probes as "SEARCH e USING COVERING INDEX
+// events_identity (namespace=? AND source>?)" (namespace=? for the first)
+// and the join as "SEARCH e USING INDEX events_identity (namespace=? AND
+// source=? AND id=?) LEFT-JOIN", driven by "SCAN s" of the CTE: no scan of
+// events. On 500K events of 300 sources, an id that is not stored took
+// 1 ms (12 ms cold), where the substring match of the whole namespace
+// that the look-up used before took 72 ms.
+const lookupEventsSQL = `WITH RECURSIVE
+	sources(source, n) AS (
+		SELECT (SELECT min(e.source) FROM events e WHERE e.namespace = @ns), 1
+		UNION ALL
+		SELECT (SELECT min(e.source) FROM events e WHERE e.namespace = @ns AND e.source > s.source), s.n + 1
+		FROM sources s WHERE s.source IS NOT NULL AND s.n <= @max
+	)
+	SELECT s.n, s.source, ifnull(e.type, ''), ifnull(e.subject, ''), ifnull(e.time, 0), ifnull(e.ingested_at, 0),
+		ifnull(e.specversion, ''), ifnull(e.datacontenttype, ''), ifnull(e.dataschema, ''), e.data
+	FROM sources s LEFT JOIN events e ON e.namespace = @ns AND e.source = s.source AND e.id = @id
+	WHERE s.source IS NOT NULL AND (e.seq IS NOT NULL OR s.n > @max)`
+
+// LookupEvents returns the stored events of namespace with exactly this
+// id, and this source unless source is "": at most one per source, ordered
+// by source (byte order). With a source it is one lookup in the identity
+// index; without, a loose index scan over the namespace's distinct sources
+// (lookupEventsSQL), refused with EINVALID naming field "source" for a
+// namespace with more than 100,000 of them.
+func (s *Store) LookupEvents(ctx context.Context, namespace, id, source string) ([]odometer.Event, error) {
+	q, args := lookupEventsSQL, []any{sql.Named("ns", namespace), sql.Named("id", id), sql.Named("max", maxLookupSources)}
+	if source != "" {
+		q, args = lookupEventSQL, []any{sql.Named("ns", namespace), sql.Named("source", source), sql.Named("id", id)}
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("look up events: %w", err)
+	}
+	defer rows.Close()
+	events := []odometer.Event{}
+	for rows.Next() {
+		e := odometer.Event{Namespace: namespace, ID: id}
+		var n, t, ingested int64
+		dest := []any{&e.Source, &e.Type, &e.Subject, &t, &ingested, &e.SpecVersion, &e.DataContentType, &e.DataSchema, (*[]byte)(&e.Data)}
+		if source == "" {
+			dest = append([]any{&n}, dest...)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("look up events: %w", err)
+		}
+		if n > maxLookupSources { // the row that says the namespace has too many sources
+			return nil, odometer.FieldErrorf("source",
+				"required for this namespace: it has more than %d distinct sources, too many to look an id up in each", maxLookupSources)
+		}
+		e.Time, e.IngestedAt = fromMicros(t), fromMicros(ingested)
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up events: %w", err)
+	}
+	slices.SortFunc(events, func(a, b odometer.Event) int { return strings.Compare(a.Source, b.Source) })
+	return events, nil
+}

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"ScanEvents/Fields", testScanFields},
 		{"ScanEvents/EarlyStop", testScanEarlyStop},
 		{"ListSubjects", testListSubjects},
+		{"LookupEvents", testLookupEvents},
 		{"Meters/Lifecycle", testMeterLifecycle},
 		{"Meters/Update", testMeterUpdate},
 		{"Meters/Delete", testMeterDelete},

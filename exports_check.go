@@ -148,7 +148,7 @@ func CheckExportCustomerFrom(c, prev *ExportCustomer, d *ExportDestination, now 
 		return FieldErrorf("from", "%s is more than the destination's lateHorizon (%s) before the current hour %s: "+
 			"the usage of hours already frozen is sent as late usage, which the exporter looks for only lateHorizon back, "+
 			"so the earliest hours would never be exported; give %s or later, or raise lateHorizon",
-			from.Format(time.RFC3339), shortDuration(d.LateHorizon), current.Format(time.RFC3339),
+			from.Format(time.RFC3339), FormatDuration(d.LateHorizon), current.Format(time.RFC3339),
 			oldest.Truncate(time.Hour).Add(hourIfPartial(oldest)).Format(time.RFC3339))
 	}
 	return nil
@@ -163,8 +163,9 @@ func hourIfPartial(t time.Time) time.Duration {
 	return time.Hour
 }
 
-// shortDuration writes d as Go does without its zero tails: "24h", "1h30m".
-func shortDuration(d time.Duration) string {
+// FormatDuration writes d as Go does without its zero tails: "15m", "6h",
+// "1h30m". The API and the error messages write export durations with it.
+func FormatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

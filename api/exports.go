@@ -50,8 +50,8 @@ type dimensionDoc struct {
 
 func newDestinationDoc(d *odometer.ExportDestination) destinationDoc {
 	doc := destinationDoc{Name: d.Name, ProductCode: d.ProductCode, Region: d.Region, Endpoint: d.Endpoint,
-		StartHour: d.StartHour.UTC(), Delay: formatDuration(d.Delay), Window: formatDuration(d.Window),
-		LateHorizon: formatDuration(d.LateHorizon), ZeroRecords: d.ZeroRecords, DryRun: d.DryRun,
+		StartHour: d.StartHour.UTC(), Delay: odometer.FormatDuration(d.Delay), Window: odometer.FormatDuration(d.Window),
+		LateHorizon: odometer.FormatDuration(d.LateHorizon), ZeroRecords: d.ZeroRecords, DryRun: d.DryRun,
 		Dimensions: make([]dimensionDoc, len(d.Dimensions)), CreatedAt: d.CreatedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC()}
 	for i, dim := range d.Dimensions {
 		doc.Dimensions[i] = dimensionDoc{Dimension: dim.Dimension, MeterSlug: dim.MeterSlug, GroupBy: dim.GroupBy,
@@ -62,19 +62,6 @@ func newDestinationDoc(d *odometer.ExportDestination) destinationDoc {
 		doc.FrozenThrough = &t
 	}
 	return doc
-}
-
-// formatDuration writes d as Go does without its zero tails: "15m", "6h",
-// "1h30m".
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // putExport handles PUT /api/v1/exports/{destination}: it creates the
@@ -146,12 +133,12 @@ func (h *handler) putExport(w http.ResponseWriter, r *http.Request) error {
 	// Normalize takes a zero for "unset"; a zero given is refused instead
 	// of silently becoming the default.
 	givenZero(&fields, "delay", delaySet && d.Delay == 0,
-		"must be positive; got 0 (leave it out for the default %s)", formatDuration(export.DefaultDelay))
+		"must be positive; got 0 (leave it out for the default %s)", odometer.FormatDuration(export.DefaultDelay))
 	givenZero(&fields, "window", windowSet && d.Window == 0,
-		"must be above 0 and at most %s; got 0 (leave it out for the default %s)", formatDuration(export.MaxWindow), formatDuration(export.DefaultWindow))
+		"must be above 0 and at most %s; got 0 (leave it out for the default %s)", odometer.FormatDuration(export.MaxWindow), odometer.FormatDuration(export.DefaultWindow))
 	givenZero(&fields, "lateHorizon", horizonSet && d.LateHorizon == 0,
-		"must be from %s to %s; got 0 (leave it out for the default %s)", formatDuration(export.MinLateHorizon),
-		formatDuration(export.MaxLateHorizon), formatDuration(export.DefaultLateHorizon))
+		"must be from %s to %s; got 0 (leave it out for the default %s)", odometer.FormatDuration(export.MinLateHorizon),
+		odometer.FormatDuration(export.MaxLateHorizon), odometer.FormatDuration(export.DefaultLateHorizon))
 
 	if in.StartHour == nil || *in.StartHour == "" {
 		// Keep the start of an existing destination: moving it to now on

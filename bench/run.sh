@@ -20,13 +20,16 @@
 #   EVENTS=1000000          events per batch-ingestion run (10000000 for the full run)
 #   SINGLE_EVENTS=200000    events per single-event run
 #   RUNS=3                  runs per figure; the table shows medians
-#   QUERY_SIZES=$EVENTS     stored sizes to run the query benchmark at, e.g. "1000000 10000000"
+#   QUERY_SIZES=$EVENTS     stored sizes to run the query benchmark at, e.g. "1000000 10000000";
+#                           empty (QUERY_SIZES=) skips the query benchmark
 #   QUERY_DURATION=20s      length of one query run;  QUERY_CLIENTS=4
 #   QUERY_SETTLE=330        seconds to wait after loading before the query runs: the
 #                           loaded month is a backfill of late events, and the usage
 #                           cache trusts a subject's hours 5 minutes after its last
 #                           late event (docs/meters.md); 0 measures without that wait
 #   BASELINE=1              set to 0 to skip the baseline (no PostgreSQL needed)
+#   ODOMETER_BIN=           run this odometer binary instead of building the checkout's,
+#                           e.g. to compare two commits run after run (bench/README.md)
 #   POSTGRES_URL=           an existing PostgreSQL for the baseline; default: a throwaway one
 #   RUN_TIMEOUT=1200        seconds one loadgen invocation may take before it is killed
 #   PROFILE_DIR=            if set, save a CPU profile of Odometer during the first batch
@@ -38,7 +41,7 @@ set -euo pipefail
 EVENTS=${EVENTS:-1000000}
 SINGLE_EVENTS=${SINGLE_EVENTS:-200000}
 RUNS=${RUNS:-3}
-QUERY_SIZES=${QUERY_SIZES:-$EVENTS}
+QUERY_SIZES=${QUERY_SIZES-$EVENTS}
 QUERY_DURATION=${QUERY_DURATION:-20s}
 QUERY_CLIENTS=${QUERY_CLIENTS:-4}
 QUERY_SETTLE=${QUERY_SETTLE:-330}
@@ -204,7 +207,12 @@ mkdir -p "$WORK/bin" "$RES"
 if compgen -G "$RES/*.json" >/dev/null; then
 	die "OUT_DIR $OUT_DIR already holds reports (*.json): choose an empty directory"
 fi
-go build -o "$WORK/bin/odometer" ./cmd/odometer
+if [[ -n ${ODOMETER_BIN:-} ]]; then
+	[[ -x $ODOMETER_BIN ]] || die "ODOMETER_BIN $ODOMETER_BIN is not an executable"
+	cp "$ODOMETER_BIN" "$WORK/bin/odometer"
+else
+	go build -o "$WORK/bin/odometer" ./cmd/odometer
+fi
 go build -o "$WORK/bin/loadgen" ./bench/loadgen
 go build -o "$WORK/bin/baseline" ./bench/baseline
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

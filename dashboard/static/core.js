@@ -293,6 +293,22 @@ export function isCurrent(v) {
   return v === view;
 }
 
+// latest is for a part of a page that runs a request again whenever its
+// inputs change: only the newest run counts. Each call of the returned
+// start() aborts the previous run and returns the new one's signal (for
+// fetch) and current(), which stays true until the next start(); the
+// view's signal aborts the last run.
+export function latest(viewSignal) {
+  let ctrl = new AbortController();
+  viewSignal.addEventListener("abort", () => ctrl.abort(), { once: true });
+  return () => {
+    ctrl.abort();
+    const mine = new AbortController();
+    ctrl = mine;
+    return { signal: mine.signal, current: () => ctrl === mine };
+  };
+}
+
 // ---- API -------------------------------------------------------------------
 
 export class APIError extends Error {

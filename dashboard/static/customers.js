@@ -12,7 +12,8 @@
 // Every value, balance and amount is read with parseExactJSON and shown as
 // the API's exact decimal text; Number() is used only to fill a bar.
 import {
-  api, customerHref, decimalSign, decimalSub, el, field, handleError, isCurrent, load, parseExactJSON, show, uid,
+  api, customerHref, decimalSign, decimalSub, el, field, handleError, isCurrent, latest, load, parseExactJSON, show,
+  uid,
 } from "./core.js";
 import { meterHref } from "./meters.js";
 
@@ -45,16 +46,12 @@ export function customersPage(v, signal, params) {
   const results = el("section", { "aria-label": "Subjects", "aria-busy": "false" }, status, list, el("div", {}, more));
   show(el("h1", {}, "Customers"), form, results);
 
-  // The search in progress: its text, what it found and where each source
-  // goes on.
+  // The search in progress: its run (latest), its text, what it found and
+  // where each source goes on.
   let s = null;
-  let seq = 0;
   let timer = null;
-  let queryAbort = new AbortController();
-  signal.addEventListener("abort", () => {
-    clearTimeout(timer);
-    queryAbort.abort();
-  }, { once: true });
+  const start = latest(signal);
+  signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
 
   const render = () => {
     const subjects = [...s.found.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -72,13 +69,14 @@ export function customersPage(v, signal, params) {
   };
 
   // fetchPage loads the next page of each source that has more.
-  const fetchPage = async (n) => {
+  const fetchPage = async () => {
+    const r = s.run;
     const jobs = [];
     if (s.eventsNext !== null) {
       const q = new URLSearchParams({ prefix: s.text, limit: String(PAGE) });
       if (s.eventsNext) q.set("after", s.eventsNext);
-      jobs.push(api(`${SUBJECTS}?${q}`, { signal: queryAbort.signal }).then((r) => r.json()).then((res) => {
-        if (n !== seq) return;
+      jobs.push(api(`${SUBJECTS}?${q}`, { signal: r.signal }).then((r) => r.json()).then((res) => {
+        if (!r.current()) return;
         for (const subject of res.subjects || []) s.found.set(subject, { ...s.found.get(subject), events: true });
         s.eventsNext = res.next ? res.next : null;
       }));
@@ -86,8 +84,8 @@ export function customersPage(v, signal, params) {
     if (s.ledgersMore) {
       const q = new URLSearchParams({ limit: String(PAGE), offset: String(s.ledgerOffset) });
       if (s.text) q.set("subjectLike", s.text);
-      jobs.push(api(`/api/v1/ledgers?${q}`, { signal: queryAbort.signal }).then((r) => r.json()).then((res) => {
-        if (n !== seq) return;
+      jobs.push(api(`/api/v1/ledgers?${q}`, { signal: r.signal }).then((r) => r.json()).then((res) => {
+        if (!r.current()) return;
         const ledgers = Array.isArray(res) ? res : [];
         for (const l of ledgers) s.found.set(l.subject, { ...s.found.get(l.subject), ledger: true });
         s.ledgerOffset += ledgers.length;
@@ -98,11 +96,11 @@ export function customersPage(v, signal, params) {
     more.disabled = true;
     try {
       await Promise.all(jobs);
-      if (n === seq && isCurrent(v)) render();
+      if (r.current() && isCurrent(v)) render();
     } catch (err) {
-      if (n === seq && isCurrent(v)) handleError(err, status);
+      if (r.current() && isCurrent(v)) handleError(err, status);
     } finally {
-      if (n === seq) results.setAttribute("aria-busy", "false");
+      if (r.current()) results.setAttribute("aria-busy", "false");
       more.disabled = false;
     }
   };
@@ -111,15 +109,12 @@ export function customersPage(v, signal, params) {
     clearTimeout(timer);
     const text = input.value;
     if (s && s.text === text) return;
-    const n = ++seq;
-    queryAbort.abort();
-    queryAbort = new AbortController();
     // eventsNext: "" for the first page, a subject to go on after, null when done.
-    s = { text, found: new Map(), eventsNext: "", ledgersMore: true, ledgerOffset: 0 };
+    s = { run: start(), text, found: new Map(), eventsNext: "", ledgersMore: true, ledgerOffset: 0 };
     // Keep the search in the URL (without a new history entry), so that
     // going back from a customer returns to it.
     history.replaceState(null, "", text ? `#/customers?${new URLSearchParams({ q: text })}` : "#/customers");
-    fetchPage(n);
+    fetchPage();
   };
   input.addEventListener("input", () => {
     clearTimeout(timer);
@@ -129,7 +124,7 @@ export function customersPage(v, signal, params) {
     ev.preventDefault();
     search();
   });
-  more.addEventListener("click", () => fetchPage(seq));
+  more.addEventListener("click", fetchPage);
   search();
 }
 
@@ -196,13 +191,9 @@ function usageSection(section, subject, meters, v, signal) {
     if (p && p[2]) [from.value, to.value] = p[2](new Date());
   };
 
-  let seq = 0;
-  let queryAbort = new AbortController();
-  signal.addEventListener("abort", () => queryAbort.abort(), { once: true });
+  const start = latest(signal);
   const run = async () => {
-    const n = ++seq;
-    queryAbort.abort();
-    queryAbort = new AbortController();
+    const r = start();
     const q = new URLSearchParams({ subject });
     if (from.value) q.set("from", `${from.value}T00:00:00Z`);
     if (to.value) q.set("to", `${to.value}T00:00:00Z`);
@@ -210,13 +201,13 @@ function usageSection(section, subject, meters, v, signal) {
     results.setAttribute("aria-busy", "true");
     const totals = await pool(meters, QUERIES, async (m) => {
       try {
-        const res = await exactJSON(`/api/v1/meters/${encodeURIComponent(m.slug)}/query?${q}`, queryAbort.signal);
+        const res = await exactJSON(`/api/v1/meters/${encodeURIComponent(m.slug)}/query?${q}`, r.signal);
         return { rows: Array.isArray(res.data) ? res.data : [] };
       } catch (err) {
         return { err };
       }
     });
-    if (n !== seq || !isCurrent(v)) return;
+    if (!r.current() || !isCurrent(v)) return;
     results.setAttribute("aria-busy", "false");
     const unauthorized = totals.find((t) => t.err && t.err.status === 401);
     if (unauthorized) {

@@ -2,8 +2,8 @@
 // and the look-up of one id: accepted (stored), a duplicate or rejected (as
 // this node remembers recent outcomes), or not found.
 import {
-  alertBox, api, browserZone, el, field, formatInstant, handleError, isCurrent, rangeParams, show,
-  timeCell, uid,
+  alertBox, api, browserZone, el, field, formatInstant, handleError, isCurrent, latest, rangeParams,
+  show, timeCell, uid,
 } from "./core.js";
 
 const LIVE_INTERVAL_MS = 2000;
@@ -46,17 +46,13 @@ export function eventsPage(v, signal) {
   show(el("h1", {}, "Events"), form, results,
     el("h2", {}, "Look up by id"), lookupForm, lookupResult);
 
-  let seq = 0;
   let timer = null;
-  let queryAbort = new AbortController();
+  const start = latest(signal);
   const stop = () => {
     clearTimeout(timer);
     timer = null;
   };
-  signal.addEventListener("abort", () => {
-    stop();
-    queryAbort.abort();
-  }, { once: true });
+  signal.addEventListener("abort", stop, { once: true });
 
   // schedule polls again in 2 s while the box is checked and the page shown.
   const schedule = () => {
@@ -64,10 +60,8 @@ export function eventsPage(v, signal) {
     if (live.checked && isCurrent(v) && !signal.aborted) timer = setTimeout(run, LIVE_INTERVAL_MS);
   };
   const run = async () => {
-    const n = ++seq;
+    const r = start();
     stop();
-    queryAbort.abort();
-    queryAbort = new AbortController();
     const q = new URLSearchParams();
     try {
       rangeParams(q, tz, [["from", from], ["to", to]]);
@@ -79,13 +73,13 @@ export function eventsPage(v, signal) {
     if (id.value.trim()) q.set("id", id.value.trim());
     results.setAttribute("aria-busy", "true");
     try {
-      const list = await (await api(`/api/v1/events?${q}`, { signal: queryAbort.signal })).json();
-      if (n !== seq || !isCurrent(v)) return;
+      const list = await (await api(`/api/v1/events?${q}`, { signal: r.signal })).json();
+      if (!r.current() || !isCurrent(v)) return;
       results.replaceChildren(eventsTable(Array.isArray(list) ? list : [], tz));
     } catch (err) {
-      if (n === seq && isCurrent(v)) handleError(err, results);
+      if (r.current() && isCurrent(v)) handleError(err, results);
     } finally {
-      if (n === seq) {
+      if (r.current()) {
         results.setAttribute("aria-busy", "false");
         schedule();
       }

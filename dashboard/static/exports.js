@@ -2,7 +2,8 @@
 // destination (#/exports/{name}): its settings, the status of its frozen
 // records per hour and dimension, and the records of a chosen row.
 import {
-  api, browserZone, customerHref, el, formatInstant, handleError, isCurrent, load, parseExactJSON, show, timeCell,
+  api, browserZone, customerHref, el, formatInstant, handleError, isCurrent, latest, load, parseExactJSON, show,
+  timeCell,
 } from "./core.js";
 
 function exportHref(name) {
@@ -65,20 +66,20 @@ export async function exportPage(name, v, signal) {
     body = el("p", { "data-testid": "export-status-empty" },
       `No frozen records from ${range}. An hour is frozen into records once the destination's delay has passed.`);
   } else {
-    let seq = 0;
+    const start = latest(signal);
     const open = async (row, h) => {
-      const n = ++seq;
+      const r = start();
       for (const tr of row.parentNode.children) tr.removeAttribute("aria-current");
       row.setAttribute("aria-current", "true");
       const to = new Date(Date.parse(h.hour) + 3600 * 1000).toISOString();
       const q = new URLSearchParams({ from: h.hour, to, dimension: h.dimension, limit: "1000" });
       records.replaceChildren(el("p", { class: "muted" }, "Loading records…"));
       try {
-        const res = parseExactJSON(await (await api(`${base}/records?${q}`, { signal })).text());
-        if (n !== seq || !isCurrent(v)) return;
+        const res = parseExactJSON(await (await api(`${base}/records?${q}`, { signal: r.signal })).text());
+        if (!r.current() || !isCurrent(v)) return;
         records.replaceChildren(recordsTable(res.records || [], h, tz));
       } catch (err) {
-        if (n === seq && isCurrent(v)) handleError(err, records);
+        if (r.current() && isCurrent(v)) handleError(err, records);
       }
     };
     body = el("div", { class: "table-wrap" }, el("table", { "data-testid": "export-status" },

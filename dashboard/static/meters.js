@@ -2,7 +2,7 @@
 // (#/meters/{slug}, optionally ?subject=a,b to start filtered): pickers, an
 // SVG chart, a table of the exact values and CSV download.
 import {
-  api, browserZone, el, field, formatTime, handleError, isCurrent, load, parseExactJSON, show, svg,
+  api, browserZone, el, field, formatTime, handleError, isCurrent, latest, load, parseExactJSON, show, svg,
   todayIn, uid, wallDay, wallToDate,
 } from "./core.js";
 
@@ -132,13 +132,9 @@ export async function meterPage(slug, v, signal, params = new URLSearchParams())
     };
   };
 
-  let seq = 0;
-  let queryAbort = new AbortController();
-  signal.addEventListener("abort", () => queryAbort.abort(), { once: true });
+  const start = latest(signal);
   const run = async () => {
-    const n = ++seq;
-    queryAbort.abort();
-    queryAbort = new AbortController();
+    const r = start();
     let req;
     try {
       req = request();
@@ -148,14 +144,14 @@ export async function meterPage(slug, v, signal, params = new URLSearchParams())
     }
     results.setAttribute("aria-busy", "true");
     try {
-      const res = await api(req.url, { signal: queryAbort.signal });
+      const res = await api(req.url, { signal: r.signal });
       const body = parseExactJSON(await res.text());
-      if (n !== seq || !isCurrent(v)) return;
+      if (!r.current() || !isCurrent(v)) return;
       results.replaceChildren(...usageView(body, req, meter));
     } catch (err) {
-      if (n === seq && isCurrent(v)) handleError(err, results);
+      if (r.current() && isCurrent(v)) handleError(err, results);
     } finally {
-      if (n === seq) results.setAttribute("aria-busy", "false");
+      if (r.current()) results.setAttribute("aria-busy", "false");
     }
   };
 

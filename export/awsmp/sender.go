@@ -5,9 +5,12 @@
 package awsmp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -63,6 +66,7 @@ func New(cfg aws.Config, productCode, endpoint string) *Sender {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 		o.Retryer = aws.NopRetryer{}
+		o.HTTPClient = ownBody{o.HTTPClient}
 	})
 	return &Sender{api: api, productCode: productCode}
 }
@@ -206,4 +210,33 @@ func sendIsolating(ctx context.Context, send sendFunc, recs []Record) ([]Outcome
 	}
 	err := walk(0, len(recs))
 	return out, done, err
+}
+
+// ownBody sends each request with a body of its own, read into memory
+// first. The SDK closes a request's body as soon as the response headers
+// are in, while net/http may still be reading it (it reads once more past
+// Content-Length to check that nothing is left); that read then fails,
+// and net/http closes the connection under the response being read: the
+// call fails with "use of closed network connection" although AWS answered
+// (aws-sdk-go-v2 issue 2737). A resend is then answered DuplicateRecord:
+// nothing is metered twice, but an answer is lost for nothing. A
+// BatchMeterUsage body is at most 25 records, a few kilobytes.
+type ownBody struct {
+	next marketplacemetering.HTTPClient
+}
+
+func (c ownBody) Do(r *http.Request) (*http.Response, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return c.next.Do(r)
+	}
+	b, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read the request body: %w", err)
+	}
+	r = r.Clone(r.Context())
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	r.ContentLength = int64(len(b))
+	return c.next.Do(r)
 }

@@ -1,7 +1,11 @@
 package awsmp
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,5 +188,55 @@ func TestSendIsolating(t *testing.T) {
 	}
 	if !done[0] || out[0].Status != Accepted || done[10] {
 		t.Fatalf("after the throttled walk: record 0 %+v done=%v; record 10 done=%v", out[0], done[0], done[10])
+	}
+}
+
+// closeOnRead is a request body whose reads fail once it is closed, as the
+// SDK's does.
+type closeOnRead struct {
+	r      *strings.Reader
+	closed bool
+}
+
+func (b *closeOnRead) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, errors.New("read on a closed body")
+	}
+	return b.r.Read(p)
+}
+
+func (b *closeOnRead) Close() error { b.closed = true; return nil }
+
+// clientFunc is an HTTP client made of a function.
+type clientFunc func(*http.Request) (*http.Response, error)
+
+func (f clientFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+// The body net/http sends must survive the SDK closing the request's body
+// early (aws-sdk-go-v2 issue 2737): ownBody hands the transport a copy.
+func TestOwnBodySurvivesEarlyClose(t *testing.T) {
+	orig := &closeOnRead{r: strings.NewReader(`{"UsageRecords":[]}`)}
+	req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1/", orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent string
+	c := ownBody{clientFunc(func(r *http.Request) (*http.Response, error) {
+		orig.Close() // what the SDK does once the headers are in
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		sent = string(b)
+		if r.ContentLength != int64(len(b)) {
+			t.Errorf("ContentLength %d for a %d-byte body", r.ContentLength, len(b))
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+	})}
+	if _, err := c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	if sent != `{"UsageRecords":[]}` {
+		t.Fatalf("sent %q", sent)
 	}
 }

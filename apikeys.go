@@ -21,13 +21,14 @@ import (
 
 // Scopes of an API key.
 const (
-	ScopeIngest = "ingest" // POST /api/v1/events
-	ScopeRead   = "read"   // every GET, and usage queries sent by POST
-	ScopeAdmin  = "admin"  // everything, keys included
+	ScopeIngest  = "ingest"  // POST /api/v1/events
+	ScopeRead    = "read"    // every GET, and usage queries sent by POST
+	ScopeAdmin   = "admin"   // everything of its namespace, keys included
+	ScopeMetrics = "metrics" // GET /metrics, which spans every namespace
 )
 
 // Scopes lists the scopes in the order they are shown.
-var Scopes = []string{ScopeIngest, ScopeRead, ScopeAdmin}
+var Scopes = []string{ScopeIngest, ScopeRead, ScopeAdmin, ScopeMetrics}
 
 // APIKey is a stored key, without its secret.
 type APIKey struct {
@@ -46,9 +47,16 @@ type APIKey struct {
 // with secret scanners.
 const tokenPrefix = "odo_"
 
-// Allows reports whether the key's scopes allow scope.
+// Allows reports whether the key's scopes allow scope. Admin allows
+// every scope but metrics: the server's metrics describe every namespace
+// (their export destinations among them), so one namespace's
+// administrator does not read them unless the operator grants that
+// explicitly.
 func (k *APIKey) Allows(scope string) bool {
-	return slices.Contains(k.Scopes, ScopeAdmin) || slices.Contains(k.Scopes, scope)
+	if slices.Contains(k.Scopes, scope) {
+		return true
+	}
+	return scope != ScopeMetrics && slices.Contains(k.Scopes, ScopeAdmin)
 }
 
 // Verify reports whether secret is this key's, in constant time.

@@ -19,6 +19,7 @@ const (
 	ENOTFOUND    = "not_found"   // the object does not exist (in this namespace)
 	ECONFLICT    = "conflict"    // the object exists already or changed under us
 	ETOOLARGE    = "too_large"   // the request exceeds a configured size limit
+	EFORBIDDEN   = "forbidden"   // the caller may not do this, whatever it sends
 	EUNAVAILABLE = "unavailable" // overloaded or shutting down; retry later
 	EINTERNAL    = "internal"    // a bug or an unexpected storage failure
 )

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	_ "time/tzdata" // windowTimeZone must resolve IANA names on hosts without a zone database
@@ -89,6 +90,22 @@ type Config struct {
 	// (0: DefaultOutcomeLogSize; negative: none). They are kept in memory
 	// on this node only, at most a few KiB each (docs/ingestion.md).
 	OutcomeLogSize int
+
+	// AllowedHosts are host names, besides localhost and IP addresses,
+	// that an Open handler answers when a request's Host header names
+	// them; requests to other names get 403, since a web page can make
+	// any name of its own resolve to loopback (DNS rebinding). With keys,
+	// every Host is answered.
+	AllowedHosts []string
+	// MaxInflightBodyBytes bounds the request body bytes that all
+	// requests together hold in memory (≤ 0:
+	// DefaultMaxInflightBodyBytes); a request whose body does not fit
+	// gets 503 with Retry-After.
+	MaxInflightBodyBytes int64
+	// BodyTimeout is how long a request body may go without a byte
+	// arriving before the request is cut with 408 (≤ 0:
+	// DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Limits bound what one request may carry.
@@ -127,6 +144,11 @@ type handler struct {
 	maxWindows int         // Config.MaxQueryWindows
 	outcomes   *outcomeLog // recent non-accepted submissions; nil: none kept
 
+	allowedHosts []string                    // Config.AllowedHosts, lower case
+	bodies       *bodyBudget                 // request bodies held in memory
+	bodyTimeout  time.Duration               // Config.BodyTimeout
+	crossOrigin  *http.CrossOriginProtection // refuses changes sent by pages of other origins
+
 	promHandler http.Handler // serves registry
 }
 
@@ -153,6 +175,13 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		rates:      rateLimits{ingest: newLimiter(cfg.IngestRate, cfg.IngestBurst), query: newLimiter(cfg.QueryRate, cfg.QueryBurst)},
 		maxWindows: cmp.Or(max(cfg.MaxQueryWindows, 0), DefaultMaxQueryWindows),
 		outcomes:   newOutcomeLog(cmp.Or(cfg.OutcomeLogSize, DefaultOutcomeLogSize)),
+
+		bodies:      &bodyBudget{max: cmp.Or(max(cfg.MaxInflightBodyBytes, 0), DefaultMaxInflightBodyBytes)},
+		bodyTimeout: cmp.Or(max(cfg.BodyTimeout, 0), DefaultBodyTimeout),
+		crossOrigin: http.NewCrossOriginProtection(),
+	}
+	for _, host := range cfg.AllowedHosts {
+		h.allowedHosts = append(h.allowedHosts, strings.TrimSuffix(strings.ToLower(host), "."))
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -169,7 +198,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if h.limits.MaxEvents <= 0 {
 		h.limits.MaxEvents = DefaultMaxEvents
 	}
-	m, err := newMetrics(h.registry, h.rollups)
+	m, err := newMetrics(h.registry, h.rollups, h.bodies)
 	if err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
@@ -189,12 +218,16 @@ func NewHandler(cfg Config) (http.Handler, error) {
 // whose caller was not resolved, which only a public route's handler
 // could send: answering from some default namespace instead would serve
 // one namespace's data to anybody.
-func namespace(r *http.Request) string {
+func namespace(r *http.Request) string { return callerOf(r).namespace }
+
+// callerOf returns who sends r, as authorize resolved it; it panics, as
+// namespace does, for a request without one.
+func callerOf(r *http.Request) *caller {
 	c, _ := r.Context().Value(callerContextKey{}).(*caller)
 	if c == nil {
 		panic("api: namespace of a request without a caller (a public route reading namespaced data)")
 	}
-	return c.namespace
+	return c
 }
 
 // clock returns the current time in UTC at storage precision.

@@ -51,6 +51,8 @@ func errorStatus(err error) int {
 		return http.StatusConflict
 	case odometer.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
+	case odometer.EFORBIDDEN:
+		return http.StatusForbidden
 	case odometer.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
 	}
@@ -212,7 +214,13 @@ func (h *handler) serve(rt route, w http.ResponseWriter, r *http.Request) {
 		}
 		h.metrics.observe(rt.pattern, status, time.Since(start))
 	}()
-	r, c, err := h.authorize(rt, r)
+	r, st := withState(r)
+	defer func() { h.bodies.give(st.reserved) }()
+	err := h.checkRequest(rt, r)
+	var c *caller
+	if err == nil {
+		r, c, err = h.authorize(rt, r)
+	}
 	if err == nil {
 		err = rt.fn(rw, r)
 	}
@@ -228,7 +236,21 @@ func (h *handler) serve(rt route, w http.ResponseWriter, r *http.Request) {
 		h.log.Error("api: error after response started", append(attrs, "err", redact(err.Error()))...)
 		return
 	}
+	// A request refused before its body was read to the end, and every
+	// unauthenticated one, ends its connection: net/http would otherwise
+	// read, up to its timeouts, the rest of a body nobody needs before it
+	// answers. (What the client still sends is read and discarded where
+	// connections are closed: see cmd/odometer's connLimiter.)
+	unread := st.unread()
+	if unread || errorStatus(err) == http.StatusUnauthorized {
+		rw.Header().Set("Connection", "close")
+	}
 	status := writeProblem(rw, err, id)
+	if unread {
+		rc := http.NewResponseController(rw)
+		_ = rc.Flush()
+		_ = rc.SetReadDeadline(time.Now())
+	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError

@@ -62,6 +62,19 @@ func (h *handler) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err := fieldsError("invalid API key", fields); err != nil {
 		return err
 	}
+	// A key grants only what its maker holds: admin does not hold metrics
+	// (it spans every namespace), so only the operator makes such keys,
+	// in the config file or while the server is open.
+	if c := callerOf(r); c.key != nil {
+		for _, s := range in.Scopes {
+			if !c.allows(s) {
+				return &odometer.Error{Code: odometer.EFORBIDDEN,
+					Message: fmt.Sprintf("this API key cannot grant the %q scope, which it does not hold", s),
+					Fields: []odometer.FieldError{{Index: -1, Field: "scopes",
+						Reason: fmt.Sprintf("%q is not this key's to grant; the operator declares such keys in the config file (docs/security.md)", s)}}}
+			}
+		}
+	}
 	token, k, err := odometer.NewAPIKey(namespace(r), in.Name, in.Scopes, h.clock())
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ const (
 	outcomeRejected  = "rejected"
 )
 
-func newMetrics(reg prometheus.Registerer, rollups *odometer.Rollups) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, rollups *odometer.Rollups, bodies *bodyBudget) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "odometer_http_requests_total",
@@ -49,6 +49,10 @@ func newMetrics(reg prometheus.Registerer, rollups *odometer.Rollups) (*metrics,
 			Name: "odometer_usage_rollup_misses_total",
 			Help: "Hours of usage the rollup cache lacked (or held stale) and that were read from events.",
 		}, func() float64 { return float64(rollups.Stats().Misses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "odometer_http_inflight_body_bytes",
+			Help: "Request body bytes held in memory by the requests in flight (bounded by --max-inflight-body).",
+		}, func() float64 { return float64(bodies.used.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "odometer_usage_rollup_entries",
 			Help: "Hours of usage held in the rollup cache.",

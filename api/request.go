@@ -20,7 +20,10 @@ import (
 
 // readBody reads the request body, decompressing it when Content-Encoding
 // is gzip, and fails with ETOOLARGE when it exceeds the limit before or
-// after decompression.
+// after decompression. The bytes it returns count against the server's
+// body budget until the request ends; when they do not fit, it fails with
+// EUNAVAILABLE (503, retry). A body that stops arriving for the body
+// timeout is cut (408).
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := h.limits.MaxBodyBytes
 	tooLarge := func() error {
@@ -31,7 +34,8 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, tooLarge()
 	}
-	var body io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	src := &progressReader{r: r.Body, rc: http.NewResponseController(w), stall: h.bodyTimeout, end: time.Now().Add(maxBodyTime)}
+	var body io.Reader = http.MaxBytesReader(w, io.NopCloser(src), limit)
 	gzipped := false
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -41,6 +45,9 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 			if errors.As(err, new(*http.MaxBytesError)) {
 				return nil, tooLarge()
 			}
+			if se := (*statusError)(nil); errors.As(err, &se) {
+				return nil, se
+			}
 			return nil, odometer.FieldErrorf("body", "Content-Encoding is gzip but the body is not gzip data: %v", err)
 		}
 		defer zr.Close()
@@ -48,10 +55,19 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	default:
 		return nil, errUnsupportedMediaType("Content-Encoding %q is not supported; use gzip or none", enc)
 	}
-	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	size := int64(-1) // the decompressed size, when known
+	if !gzipped && r.ContentLength >= 0 {
+		size = r.ContentLength
+	}
+	b, err := h.readBudgeted(body, limit, size, stateOf(r))
+	var se *statusError
 	switch {
 	case errors.As(err, new(*http.MaxBytesError)):
 		return nil, tooLarge()
+	case errors.As(err, &se):
+		return nil, se
+	case odometer.ErrorCode(err) == odometer.EUNAVAILABLE:
+		return nil, err
 	case err != nil && gzipped:
 		return nil, odometer.FieldErrorf("body", "corrupt gzip data: %v", err)
 	case err != nil:
@@ -60,6 +76,50 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		return nil, tooLarge()
 	}
 	return b, nil
+}
+
+// readBudgeted reads r to its end, or to limit+1 bytes, into a buffer
+// whose capacity it takes from the body budget first (charged to st, and
+// given back when the request ends). size is the length when known, -1
+// otherwise; the buffer then starts small and doubles.
+func (h *handler) readBudgeted(r io.Reader, limit, size int64, st *requestState) ([]byte, error) {
+	grow := func(buf []byte, n int64) ([]byte, error) {
+		extra := n - int64(cap(buf))
+		if !h.bodies.take(extra) {
+			return nil, h.bodies.errBusy()
+		}
+		st.reserved += extra
+		nb := make([]byte, len(buf), n)
+		copy(nb, buf)
+		return nb, nil
+	}
+	// One byte more than expected shows the end without a second buffer.
+	first := min(limit, size) + 1
+	if size < 0 {
+		first = min(limit+1, 64<<10)
+	}
+	buf, err := grow(nil, first)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return buf, nil // the caller reports it too large
+			}
+			if buf, err = grow(buf, min(2*int64(cap(buf)), limit+1)); err != nil {
+				return nil, err
+			}
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // mediaType returns the request's Content-Type without parameters,
@@ -78,12 +138,21 @@ func mediaType(r *http.Request) (string, error) {
 
 // readJSON reads a JSON request body into v. Unknown fields, trailing data
 // and type mismatches are EINVALID errors naming the field.
+//
+// The body must be labelled application/json (or another +json type): a
+// web page of another site can send a body without a Content-Type, or as
+// text/plain, with no CORS preflight, but not as JSON. Requiring the label
+// keeps such pages from changing anything on a server they can reach,
+// such as one open on loopback (docs/security.md, "Web pages").
 func (h *handler) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	mt, err := mediaType(r)
 	if err != nil {
 		return err
 	}
-	if mt != "" && mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+	if mt == "" {
+		return errUnsupportedMediaType("Content-Type is required: send the body as application/json")
+	}
+	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 		return errUnsupportedMediaType("Content-Type must be application/json, got %q", mt)
 	}
 	body, err := h.readBody(w, r)

@@ -20,17 +20,20 @@ type route struct {
 // Scopes, as the route table spells them. scopePublic marks the routes
 // that need no API key.
 const (
-	scopeIngest = odometer.ScopeIngest
-	scopeRead   = odometer.ScopeRead
-	scopeAdmin  = odometer.ScopeAdmin
-	scopePublic = "public"
+	scopeIngest  = odometer.ScopeIngest
+	scopeRead    = odometer.ScopeRead
+	scopeAdmin   = odometer.ScopeAdmin
+	scopeMetrics = odometer.ScopeMetrics
+	scopePublic  = "public"
 )
 
 // routeTable lists every route of the API with the scope it needs
 // (docs/security.md, "Scopes"): POST /api/v1/events needs ingest; reads
 // and usage queries (also when sent by POST) need read; everything that
-// creates, changes or deletes, and the keys, needs admin. An admin key may
-// call every route. NewHandler refuses a route without a known scope.
+// creates, changes or deletes, and the keys, needs admin; the metrics,
+// which describe every namespace, need metrics. An admin key may call
+// every route but /metrics. NewHandler refuses a route without a known
+// scope.
 func routeTable(h *handler) []route {
 	return []route{
 		{"POST /api/v1/events", scopeIngest, rateIngest, h.ingestEvents},
@@ -82,7 +85,7 @@ func routeTable(h *handler) []route {
 		{"GET /api/v1/openapi.yaml", scopePublic, rateNone, h.openAPI},
 		{"GET /healthz", scopePublic, rateNone, h.healthz},
 		{"GET /readyz", scopePublic, rateNone, h.readyz},
-		{"GET /metrics", scopePublic, rateNone, h.serveMetrics},
+		{"GET /metrics", scopeMetrics, rateNone, h.serveMetrics},
 	}
 }
 

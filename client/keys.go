@@ -13,7 +13,11 @@ import (
 const (
 	ScopeIngest = "ingest" // send events
 	ScopeRead   = "read"   // read meters, usage, events, credits and exports
-	ScopeAdmin  = "admin"  // everything, keys included
+	ScopeAdmin  = "admin"  // everything of the namespace, keys included
+	// ScopeMetrics reads GET /metrics, which describes every namespace;
+	// admin does not include it, and only the operator can grant it
+	// (keys declared in the server's config file).
+	ScopeMetrics = "metrics"
 )
 
 // Key is an API key of the caller's namespace. Token, the secret to send

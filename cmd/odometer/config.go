@@ -38,7 +38,13 @@ import (
 //	tlsCert: /etc/odometer/cert.pem   # with tlsKey: serve HTTPS
 //	tlsKey: /etc/odometer/key.pem
 //	maxConns: 10000
+//	maxConnsPerAddr: 1000             # 0: no limit (behind a load balancer)
 //	headerTimeout: 10s
+//	idleTimeout: 30s
+//	bodyTimeout: 10s                  # a body that stops arriving for this long is cut
+//	maxInflightBody: 128MiB           # request bodies in memory, all together
+//	allowedHosts: [odometer.internal] # Host names answered without keys, besides localhost and IPs
+//	metricsAddr: 127.0.0.1:9464       # /metrics without a key, on its own listener
 //	rateIngest: 0                     # requests/s per API key; 0: no limit
 //	rateQuery: 0
 //	maxQueryWindows: 10000
@@ -111,7 +117,13 @@ type fileConfig struct {
 	TLSCert         *scalar        `yaml:"tlsCert"`
 	TLSKey          *scalar        `yaml:"tlsKey"`
 	MaxConns        *scalar        `yaml:"maxConns"`
+	MaxConnsPerAddr *scalar        `yaml:"maxConnsPerAddr"`
 	HeaderTimeout   *scalar        `yaml:"headerTimeout"`
+	IdleTimeout     *scalar        `yaml:"idleTimeout"`
+	BodyTimeout     *scalar        `yaml:"bodyTimeout"`
+	MaxInflightBody *scalar        `yaml:"maxInflightBody"`
+	AllowedHosts    *scalarList    `yaml:"allowedHosts"`
+	MetricsAddr     *scalar        `yaml:"metricsAddr"`
 	RateIngest      *scalar        `yaml:"rateIngest"`
 	RateQuery       *scalar        `yaml:"rateQuery"`
 	MaxQueryWindows *scalar        `yaml:"maxQueryWindows"`
@@ -189,6 +201,39 @@ func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
 	}
 	s.value, s.line = n.Value, n.Line
 	return nil
+}
+
+// scalarList is a YAML list of single values, or one value, for a flag
+// of comma-separated values.
+type scalarList struct {
+	values []string
+	line   int
+}
+
+func (l *scalarList) UnmarshalYAML(n *yaml.Node) error {
+	l.line = n.Line
+	switch n.Kind {
+	case yaml.ScalarNode:
+		l.values = []string{n.Value}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: want a list of single values", c.Line)
+			}
+			l.values = append(l.values, c.Value)
+		}
+	default:
+		return fmt.Errorf("line %d: want a value or a list of values", n.Line)
+	}
+	return nil
+}
+
+// joined is the list as one comma-separated scalar; nil when absent.
+func (l *scalarList) joined() *scalar {
+	if l == nil {
+		return nil
+	}
+	return &scalar{value: strings.Join(l.values, ","), line: l.line}
 }
 
 // setting is a config file value for a flag.
@@ -271,7 +316,13 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"tls-cert", "tlsCert", fc.TLSCert},
 		{"tls-key", "tlsKey", fc.TLSKey},
 		{"max-conns", "maxConns", fc.MaxConns},
+		{"max-conns-per-addr", "maxConnsPerAddr", fc.MaxConnsPerAddr},
 		{"header-timeout", "headerTimeout", fc.HeaderTimeout},
+		{"idle-timeout", "idleTimeout", fc.IdleTimeout},
+		{"body-timeout", "bodyTimeout", fc.BodyTimeout},
+		{"max-inflight-body", "maxInflightBody", fc.MaxInflightBody},
+		{"allowed-hosts", "allowedHosts", fc.AllowedHosts.joined()},
+		{"metrics-addr", "metricsAddr", fc.MetricsAddr},
 		{"rate-ingest", "rateIngest", fc.RateIngest},
 		{"rate-query", "rateQuery", fc.RateQuery},
 		{"max-query-windows", "maxQueryWindows", fc.MaxQueryWindows},

@@ -40,6 +40,12 @@ usageCacheHours: 1000
 outcomeLogSize: 500
 noExport: true
 exportInterval: 5m
+maxConnsPerAddr: 7
+idleTimeout: 1m
+bodyTimeout: 3s
+maxInflightBody: 64MiB
+allowedHosts: [a.example, b.example]
+metricsAddr: 127.0.0.1:9464
 `), 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +55,7 @@ exportInterval: 5m
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second, PostgresMaxConns: 16,
 		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
-		OutcomeLogSize: 10000,
+		OutcomeLogSize: 10000, MaxConnsPerAddr: 1000, IdleTimeout: 30 * time.Second, BodyTimeout: 10 * time.Second, MaxInflightBody: 128 << 20,
 	}
 	fromConfig := serveConfig{
 		Addr: "10.0.0.1:1", Data: "/from/config", EventLog: "sqlite", ConfigFile: cfgFile, LogLevel: slog.LevelWarn, LogFormat: "json",
@@ -57,7 +63,8 @@ exportInterval: 5m
 		CommitBatchEvents: 5, QueueEvents: 50, ShutdownTimeout: 10 * time.Second,
 		Postgres: "postgres://cfg@db/odometer", PostgresMaxConns: 3, NoMigrate: true, UsageCacheHours: 1000,
 		NoExport: true, ExportInterval: 5 * time.Minute, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
-		OutcomeLogSize: 500,
+		OutcomeLogSize: 500, MaxConnsPerAddr: 7, IdleTimeout: time.Minute, BodyTimeout: 3 * time.Second, MaxInflightBody: 64 << 20,
+		AllowedHosts: commaList{"a.example", "b.example"}, MetricsAddr: "127.0.0.1:9464",
 	}
 	with := func(c serveConfig, f func(*serveConfig)) serveConfig { f(&c); return c }
 	tests := []struct {
@@ -71,16 +78,22 @@ exportInterval: 5m
 			"--max-body-bytes", "1MiB", "--max-batch-events", "3", "--future-skew", "0", "--max-age", "1h",
 			"--commit-batch-events", "4", "--queue-events", "8", "--shutdown-timeout", "1s", "--event-log", "sqlite",
 			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0",
-			"--no-export", "--export-interval", "1m", "--outcome-log-size", "0"}, nil,
+			"--no-export", "--export-interval", "1m", "--outcome-log-size", "0", "--max-conns-per-addr", "0",
+			"--idle-timeout", "5s", "--body-timeout", "1s", "--max-inflight-body", "1GiB", "--allowed-hosts", "h1, h2",
+			"--allowed-hosts", "h3", "--metrics-addr", ":9464"}, nil,
 			serveConfig{Addr: ":1", Data: "d", EventLog: "sqlite", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
 				MaxBatchEvents: 3, MaxAge: time.Hour, CommitBatchEvents: 4, QueueEvents: 8, ShutdownTimeout: time.Second,
 				Postgres: "postgres://flag@db/x", PostgresMaxConns: 5, NoMigrate: true, NoExport: true, ExportInterval: time.Minute,
-				MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second}},
+				MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
+				IdleTimeout: 5 * time.Second, BodyTimeout: time.Second, MaxInflightBody: 1 << 30,
+				AllowedHosts: commaList{"h1", "h2", "h3"}, MetricsAddr: ":9464"}},
 		{"env", nil, map[string]string{"ODOMETER_ADDR": ":2", "ODOMETER_MAX_BODY_BYTES": "1000", "ODOMETER_LOG_LEVEL": "error",
-			"ODOMETER_FUTURE_SKEW": "2h", "ODOMETER_QUEUE_EVENTS": "9", "ODOMETER_POSTGRES": "postgres://env@db/y"},
+			"ODOMETER_FUTURE_SKEW": "2h", "ODOMETER_QUEUE_EVENTS": "9", "ODOMETER_POSTGRES": "postgres://env@db/y",
+			"ODOMETER_ALLOWED_HOSTS": "x.example,y.example"},
 			with(defaults, func(c *serveConfig) {
 				c.Addr, c.MaxBodyBytes, c.LogLevel, c.FutureSkew, c.QueueEvents = ":2", 1000, slog.LevelError, 2*time.Hour, 9
 				c.Postgres = "postgres://env@db/y"
+				c.AllowedHosts = commaList{"x.example", "y.example"}
 			})},
 		{"flag beats env", []string{"--addr", ":1"}, map[string]string{"ODOMETER_ADDR": ":2", "ODOMETER_DATA": "e"},
 			with(defaults, func(c *serveConfig) { c.Addr, c.Data = ":1", "e" })},

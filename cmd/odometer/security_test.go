@@ -178,15 +178,15 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
 	return pool
 }
 
-// The connection cap: with --max-conns 1 a second connection waits until
-// the first closes.
-func TestLimitListener(t *testing.T) {
+// The connection cap: with room for one busy connection a second waits
+// until the first closes.
+func TestConnLimiterWaitsForRoom(t *testing.T) {
 	t.Parallel()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newLimitListener(inner, 1)
+	ln := newConnLimiter(inner, 1, 0, 0)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 2)
 	go func() {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
@@ -60,7 +61,13 @@ type serveConfig struct {
 	Insecure        bool
 	TLSCert, TLSKey string
 	MaxConns        int
+	MaxConnsPerAddr int
 	HeaderTimeout   time.Duration
+	IdleTimeout     time.Duration
+	BodyTimeout     time.Duration
+	MaxInflightBody byteSize
+	AllowedHosts    commaList
+	MetricsAddr     string
 	RateIngest      float64
 	RateQuery       float64
 	MaxQueryWindows int
@@ -95,8 +102,15 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.BoolVar(&c.Insecure, "insecure", false, "serve without API keys on a non-loopback address (refused otherwise; docs/security.md)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file`: serve HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` of --tls-cert")
-	fs.IntVar(&c.MaxConns, "max-conns", 10000, "most client connections open at once; more wait to be accepted")
+	fs.IntVar(&c.MaxConns, "max-conns", 10000, "most client connections open at once; idle ones are closed to make room, then more wait to be accepted")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", 1000, "most connections from one client IP address (0: no limit; behind a load balancer, every client has its address)")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", api.DefaultBodyTimeout, "how long a request body may go without a byte arriving before the request is cut (408)")
+	c.MaxInflightBody = api.DefaultMaxInflightBodyBytes
+	fs.Var(&c.MaxInflightBody, "max-inflight-body", "most request body bytes held in memory by all requests together; past it requests get 503 with Retry-After (`bytes`, or with a unit)")
+	fs.Var(&c.AllowedHosts, "allowed-hosts", "host `names` (comma-separated) that a server without API keys answers besides localhost and IP addresses (docs/security.md)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "`host:port` serving /metrics without an API key, on a listener of its own; empty: off (then /metrics needs a key with the metrics scope)")
 	fs.Float64Var(&c.RateIngest, "rate-ingest", 0, "ingestion requests per second per API key (0: no limit)")
 	fs.Float64Var(&c.RateQuery, "rate-query", 0, "usage queries per second per API key (0: no limit)")
 	fs.IntVar(&c.MaxQueryWindows, "max-query-windows", 10000, "most windows one usage query may ask for")
@@ -156,6 +170,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 		{"postgres-max-conns", int64(c.PostgresMaxConns)},
 		{"commit-batch-events", int64(c.CommitBatchEvents)}, {"queue-events", int64(c.QueueEvents)},
 		{"max-conns", int64(c.MaxConns)}, {"max-query-windows", int64(c.MaxQueryWindows)},
+		{"max-inflight-body", int64(c.MaxInflightBody)},
 	} {
 		if f.n <= 0 {
 			bad = append(bad, fmt.Sprintf("--%s must be positive; got %d", f.name, f.n))
@@ -170,13 +185,17 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 	if c.UsageCacheHours < 0 {
 		bad = append(bad, fmt.Sprintf("--usage-cache-hours must not be negative; got %d", c.UsageCacheHours))
 	}
+	if c.MaxConnsPerAddr < 0 {
+		bad = append(bad, fmt.Sprintf("--max-conns-per-addr must not be negative; got %d", c.MaxConnsPerAddr))
+	}
 	if c.OutcomeLogSize < 0 {
 		bad = append(bad, fmt.Sprintf("--outcome-log-size must not be negative; got %d", c.OutcomeLogSize))
 	}
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"future-skew", c.FutureSkew}, {"max-age", c.MaxAge}, {"shutdown-timeout", c.ShutdownTimeout}, {"header-timeout", c.HeaderTimeout}} {
+	}{{"future-skew", c.FutureSkew}, {"max-age", c.MaxAge}, {"shutdown-timeout", c.ShutdownTimeout}, {"header-timeout", c.HeaderTimeout},
+		{"idle-timeout", c.IdleTimeout}, {"body-timeout", c.BodyTimeout}} {
 		if f.d < 0 {
 			bad = append(bad, fmt.Sprintf("--%s must not be negative; got %s", f.name, f.d))
 		}
@@ -282,6 +301,10 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		QueryRate:       cfg.RateQuery,
 		MaxQueryWindows: cfg.MaxQueryWindows,
 		OutcomeLogSize:  outcomeLogSize(cfg.OutcomeLogSize),
+
+		AllowedHosts:         cfg.AllowedHosts,
+		MaxInflightBodyBytes: int64(cfg.MaxInflightBody),
+		BodyTimeout:          cfg.BodyTimeout,
 	})
 	if err != nil {
 		return err
@@ -291,7 +314,8 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	if err != nil {
 		return err
 	}
-	ln = newLimitListener(ln, cfg.MaxConns)
+	conns := newConnLimiter(ln, cfg.MaxConns, cfg.MaxConnsPerAddr, max(int64(cfg.MaxBodyBytes), minDrainBytes))
+	ln = conns
 	if !cfg.NoExport {
 		exp, err := exporter.New(exporter.Config{
 			Store: store, Rollups: rollups, Interval: cfg.ExportInterval,
@@ -312,11 +336,14 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	srv := &http.Server{
 		Handler:           withDashboard(handler),
 		ReadHeaderTimeout: cfg.HeaderTimeout,
-		ReadTimeout:       2 * time.Minute, // a full body over a slow link
-		WriteTimeout:      5 * time.Minute, // long usage queries and CSV exports
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// A body's reading is bounded by the API itself: it must keep
+		// arriving (--body-timeout) and take at most 2 minutes.
+		ReadTimeout:    2 * time.Minute,
+		WriteTimeout:   5 * time.Minute, // long usage queries and CSV exports
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxHeaderBytes: 1 << 20,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnState:      conns.ConnState,
 	}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -327,6 +354,14 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil, "store", storeSummary(cfg), "version", version())
+	if cfg.MetricsAddr != "" {
+		stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, reg, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopMetrics()
+	}
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(ctx, cfg.DebugAddr, log)
 		if err != nil {
@@ -377,6 +412,23 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) (stop func()
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	log.Info("profiler listening", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
+}
+
+// serveMetrics serves /metrics without authentication on its own
+// listener, for a Prometheus that cannot send an API key, or to keep
+// metrics off the API's address.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	go srv.Serve(ln)
+	log.Info("metrics listening", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
 }
 
@@ -519,6 +571,21 @@ func (b *byteSize) Set(s string) error {
 		return errors.New("want a number of bytes, optionally with a unit: B, KB, MB, GB, KiB, MiB, GiB")
 	}
 	*b = byteSize(n * mult)
+	return nil
+}
+
+// commaList is a flag of comma-separated values, repeatable; each setting
+// adds to the list.
+type commaList []string
+
+func (l *commaList) String() string { return strings.Join(*l, ",") }
+
+func (l *commaList) Set(v string) error {
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
 	return nil
 }
 

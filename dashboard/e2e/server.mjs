@@ -12,11 +12,11 @@ import { chromium } from "playwright-core";
 export const artifacts = process.env.ARTIFACTS || new URL("./artifacts", import.meta.url).pathname;
 
 // start starts the server, with args added to `odometer serve`, and the
-// browser. It resolves to { url, browser, api, useKey, dataDir, stop };
+// browser, with browserArgs added to Chromium's. It resolves to { url, browser, api, useKey, dataDir, stop };
 // api(method, path, body) sends JSON and resolves to the response text,
 // rejecting on a status other than 2xx; after useKey(token) it sends that
 // API key.
-export async function start({ args = [] } = {}) {
+export async function start({ args = [], browserArgs = [] } = {}) {
   const bin = process.env.ODOMETER_BIN;
   const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
   assert.ok(bin, "ODOMETER_BIN must name a built odometer binary (run.sh sets it)");
@@ -46,7 +46,7 @@ export async function start({ args = [] } = {}) {
     browser = await chromium.launch({
       executablePath: chromiumPath,
       args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"],
+        "--disable-component-update", "--disable-sync", ...browserArgs],
     });
     let key = null;
     const useKey = (token) => {

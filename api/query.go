@@ -328,7 +328,9 @@ func wantsCSV(accept string) bool {
 // writeUsageCSV writes a usage result as CSV: window_start, window_end,
 // subject, one column per requested group-by key in request order, value.
 // Null subjects and group values are empty cells; times are RFC 3339 UTC;
-// values are exact decimal text.
+// values are exact decimal text. Subjects and group values come from
+// events, so they go through odometer.CSVText: a spreadsheet must not run
+// a value such as =HYPERLINK(…) that an ingest key planted.
 func writeUsageCSV(w http.ResponseWriter, slug string, groupBy []string, res *odometer.UsageResult) error {
 	var keys []string
 	for _, k := range groupBy {
@@ -352,9 +354,9 @@ func writeUsageCSV(w http.ResponseWriter, slug string, groupBy []string, res *od
 	for _, d := range res.Data {
 		row[0] = d.WindowStart.UTC().Format(time.RFC3339Nano)
 		row[1] = d.WindowEnd.UTC().Format(time.RFC3339Nano)
-		row[2] = str(d.Subject)
+		row[2] = odometer.CSVText(str(d.Subject))
 		for i, k := range keys {
-			row[3+i] = str(d.GroupBy[k])
+			row[3+i] = odometer.CSVText(str(d.GroupBy[k]))
 		}
 		row[len(row)-1] = d.Value.String()
 		if err := cw.Write(row); err != nil {

@@ -87,6 +87,14 @@ type UsageQuery struct {
 	// FilterGroupBy keeps only events whose group-by value is one of the
 	// listed values.
 	FilterGroupBy map[string][]string
+	// MaxGroups, when positive, bounds the groups of the result: the
+	// distinct combinations of subject (when rows are split by subject) and
+	// group-by values, whatever the windows. A query that finds more is
+	// refused with an EINVALID *Error naming "groupBy" (or "subject" when
+	// the rows are split by subject alone), as soon as it finds the first
+	// group over the limit: the oversized result is never built. Zero or
+	// negative: no limit.
+	MaxGroups int
 }
 
 // UsageRow is one aggregated value.
@@ -175,6 +183,10 @@ type usageAgg struct {
 	list   []*group
 	first  time.Time
 	key    []byte
+	// combos holds the distinct (subject, group values) of the groups, the
+	// key without its window, when q.MaxGroups limits them and rows are
+	// windowed; without windows every group is one.
+	combos map[string]struct{}
 
 	// fill, during a scan, holds the rollups being built for hours the
 	// cache lacks, by hour (Unix seconds / 3600); nil when none are.
@@ -279,6 +291,9 @@ func (a *usageAgg) event(e *ScannedEvent) error {
 	a.key = key
 	g := a.groups[string(key)]
 	if g == nil {
+		if err := a.admit(key); err != nil {
+			return err
+		}
 		g = &group{start: ws, end: we, vals: make([]*string, len(a.groupKeys))}
 		for i, p := range a.groupPaths {
 			if v, ok := p.Text(e.Data); ok {
@@ -318,9 +333,10 @@ func (a *usageAgg) wanted(e *ScannedEvent) bool {
 
 // merge adds a cached group of the meter (values for all of its group-by
 // keys) of subject's hour, which lies wholly in the window starting at ws.
-func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
+// It fails only when the group is one more than q.MaxGroups allows.
+func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) error {
 	if a.subjectFilter != nil && !a.subjectFilter[subject] {
-		return
+		return nil
 	}
 	for k, allowed := range a.q.FilterGroupBy {
 		if k == "subject" {
@@ -328,7 +344,7 @@ func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
 		}
 		v := p.vals[slices.Index(a.m.groupKeys, k)]
 		if v == nil || !slices.Contains(allowed, *v) {
-			return
+			return nil
 		}
 	}
 	key := binary.BigEndian.AppendUint64(a.key[:0], uint64(ws.Unix()))
@@ -345,6 +361,9 @@ func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
 	a.key = key
 	g := a.groups[string(key)]
 	if g == nil {
+		if err := a.admit(key); err != nil {
+			return err
+		}
 		g = &group{start: ws, end: we, vals: make([]*string, len(a.groupKeys))}
 		for i, j := range a.groupIdx {
 			g.vals[i] = p.vals[j]
@@ -357,6 +376,59 @@ func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
 		a.list = append(a.list, g)
 	}
 	g.merge(a.m.Aggregation, p)
+	return nil
+}
+
+// admit is called before a new row with key (the window's start, then the
+// subject and group values) is made. It refuses the row if its group, the
+// key without the window, is new and the result holds q.MaxGroups groups
+// already. Rows are made only for events that count, so the groups
+// counted are exactly those of the result.
+func (a *usageAgg) admit(key []byte) error {
+	limit := a.q.MaxGroups
+	if limit <= 0 {
+		return nil
+	}
+	if a.q.WindowSize == "" {
+		if len(a.list) < limit {
+			return nil
+		}
+		return a.tooManyGroups()
+	}
+	combo := key[8:]
+	if _, ok := a.combos[string(combo)]; ok {
+		return nil
+	}
+	if len(a.combos) >= limit {
+		return a.tooManyGroups()
+	}
+	if a.combos == nil {
+		a.combos = map[string]struct{}{}
+	}
+	a.combos[string(combo)] = struct{}{}
+	return nil
+}
+
+// tooManyGroups is the error of a query whose result would hold more than
+// q.MaxGroups groups. The count is not known: the scan stops at the first
+// group over the limit.
+func (a *usageAgg) tooManyGroups() error {
+	limit := a.q.MaxGroups
+	field := "groupBy"
+	if len(a.q.GroupBy) == 0 {
+		field = "subject" // rows split by the subjects asked for
+	}
+	what := "subject and group-by values"
+	switch {
+	case len(a.groupKeys) == 0:
+		what = "subjects"
+	case !a.bySubject:
+		what = "group-by values"
+	}
+	return &Error{Code: EINVALID, Message: "usage query result too large", Fields: []FieldError{{Index: -1, Field: field,
+		Reason: fmt.Sprintf("the result has more than %d groups (distinct combinations of %s) and the limit is %d; "+
+			"narrow the query with subject or filterGroupBy, group by fewer keys, or have the server's limit (maxQueryGroups) raised",
+			limit, what, limit)}}}
 }
 
 func (a *usageAgg) result() *UsageResult {

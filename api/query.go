@@ -15,6 +15,9 @@ import (
 	"github.com/odometerhq/odometer"
 )
 
+// DefaultMaxQueryGroups is the default of Config.MaxQueryGroups.
+const DefaultMaxQueryGroups = 10000
+
 // queryRequest is OpenMeter's MeterQueryRequest, the body of
 // POST /api/v1/meters/{meterIdOrSlug}/query and the decoded parameters of
 // the GET form.
@@ -135,6 +138,7 @@ func (h *handler) query(w http.ResponseWriter, r *http.Request, req queryRequest
 		}
 	}
 	q.FilterGroupBy = filter
+	q.MaxGroups = h.maxGroups
 	// The query cost limit: a range too long for its windows.
 	to := q.To
 	if to.IsZero() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -626,35 +627,77 @@ func (g *group) result(agg Aggregation) Decimal {
 	return Decimal{}
 }
 
-// GroupByValues lists the distinct values of a meter's group-by key (or
-// "subject") among events in [from, to), sorted.
-func GroupByValues(ctx context.Context, store EventStore, m *CompiledMeter, key string, from, to time.Time) ([]string, error) {
-	if key != "subject" && !m.HasGroupKey(key) {
-		return nil, FieldErrorf("groupByKey", "meter %q has no group-by key %q (it has: %s)", m.Slug, key, keyList(m))
+// GroupByValuesQuery selects a page of the distinct values of a meter's
+// group-by key. To page through them, pass the last value of a page that
+// had more as the next page's After.
+type GroupByValuesQuery struct {
+	Key      string    // a group-by key of the meter, or "subject"
+	From, To time.Time // event time [From, To); zero = unbounded (before the meter's eventFrom: from it)
+	After    *string   // only values greater than *After, in byte order; nil = from the first
+	Limit    int       // at most this many; must be > 0
+}
+
+// GroupByValues returns the distinct values of q.Key among the events in
+// [q.From, q.To) that the meter counts, in byte order: the first q.Limit
+// of those greater than q.After, and whether more follow. An unknown key
+// is an EINVALID error naming "groupByKey". Stores scan events in no
+// particular order, so every event in the range is read; but only the
+// smallest values found so far are kept, at most 2 × (q.Limit + 1) of
+// them, so memory and the answer are bounded by the page, not by the
+// number of distinct values.
+func GroupByValues(ctx context.Context, store EventStore, m *CompiledMeter, q GroupByValuesQuery) (values []string, more bool, err error) {
+	if q.Limit <= 0 {
+		return nil, false, FieldErrorf("limit", "must be positive; got %d", q.Limit)
 	}
+	key := q.Key
+	if key != "subject" && !m.HasGroupKey(key) {
+		return nil, false, FieldErrorf("groupByKey", "meter %q has no group-by key %q (it has: %s)", m.Slug, key, keyList(m))
+	}
+	from := q.From
 	if m.EventFrom != nil && m.EventFrom.After(from) {
 		from = *m.EventFrom
 	}
+	keep := q.Limit + 1 // one more than a page tells whether more follow
 	seen := map[string]struct{}{}
-	err := store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, From: from, To: to},
+	var bound *string // when set, values above it cannot be among the first keep
+	add := func(v string) {
+		if (q.After != nil && v <= *q.After) || (bound != nil && v > *bound) {
+			return
+		}
+		if _, ok := seen[v]; ok {
+			return
+		}
+		seen[v] = struct{}{}
+		if len(seen) < 2*keep {
+			return
+		}
+		// Keep the smallest keep values. Trimming only once the set has
+		// doubled makes each value cost O(log keep) on average.
+		vs := slices.Sorted(maps.Keys(seen))
+		for _, v := range vs[keep:] {
+			delete(seen, v)
+		}
+		b := vs[keep-1]
+		bound = &b
+	}
+	err = store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, From: from, To: q.To},
 		func(e *ScannedEvent) error {
 			if !m.Matches(e.Time, e.Data) {
 				return nil
 			}
 			if key == "subject" {
-				seen[e.Subject] = struct{}{}
+				add(e.Subject)
 			} else if v, ok := m.GroupValue(key, e.Data); ok {
-				seen[v] = struct{}{}
+				add(v)
 			}
 			return nil
 		})
 	if err != nil {
-		return nil, fmt.Errorf("group-by values of meter %q: %w", m.Slug, err)
+		return nil, false, fmt.Errorf("group-by values of meter %q: %w", m.Slug, err)
 	}
-	out := make([]string, 0, len(seen))
-	for v := range seen {
-		out = append(out, v)
+	values = slices.Sorted(maps.Keys(seen))
+	if len(values) > q.Limit {
+		return values[:q.Limit], true, nil
 	}
-	slices.Sort(out)
-	return out, nil
+	return values, false, nil
 }

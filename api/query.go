@@ -7,6 +7,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -378,12 +379,29 @@ func writeUsageCSV(w http.ResponseWriter, slug string, groupBy []string, res *od
 // default.
 const groupByValuesHorizon = 24 * time.Hour
 
+// Page sizes of the group-by values route.
+const (
+	defaultValuesLimit = 1000
+	maxValuesLimit     = 10000
+)
+
 // listGroupByValues handles
-// GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values.
+// GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values: a page
+// of the distinct values in byte order, as OpenMeter's plain JSON array of
+// strings. When more follow, a Link header (RFC 8288) with rel="next"
+// gives the next page's URL: the same parameters, from pinned to the
+// range's start so that every page lists the same range, and after set to
+// the page's last value.
 func (h *handler) listGroupByValues(w http.ResponseWriter, r *http.Request) error {
-	p := newParams(r, []string{"from", "to"})
+	p := newParams(r, []string{"from", "to", "after", "limit"})
 	from, to := p.time("from"), p.time("to")
 	p.fields = checkRange(p.fields, "from", from, "to", to)
+	q := odometer.GroupByValuesQuery{Key: r.PathValue("groupByKey"), To: to,
+		Limit: p.int("limit", defaultValuesLimit, 1, maxValuesLimit)}
+	if p.values.Has("after") {
+		after := p.one("after")
+		q.After = &after // after= (empty) is after the empty value
+	}
 	if err := p.err(); err != nil {
 		return err
 	}
@@ -398,9 +416,23 @@ func (h *handler) listGroupByValues(w http.ResponseWriter, r *http.Request) erro
 	if from.IsZero() {
 		from = h.clock().Add(-groupByValuesHorizon)
 	}
-	values, err := odometer.GroupByValues(r.Context(), h.store, cm, r.PathValue("groupByKey"), from, to)
+	q.From = from
+	values, more, err := odometer.GroupByValues(r.Context(), h.store, cm, q)
 	if err != nil {
 		return err
+	}
+	if values == nil {
+		values = []string{}
+	}
+	if more {
+		next := url.Values{}
+		next.Set("from", from.Format(time.RFC3339Nano))
+		if !to.IsZero() {
+			next.Set("to", to.Format(time.RFC3339Nano))
+		}
+		next.Set("after", values[len(values)-1])
+		next.Set("limit", strconv.Itoa(q.Limit))
+		w.Header().Set("Link", "<"+r.URL.EscapedPath()+"?"+next.Encode()+`>; rel="next"`)
 	}
 	return writeJSON(w, http.StatusOK, values)
 }

@@ -3,6 +3,8 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,4 +131,118 @@ func TestMaxQueryGroupsDefault(t *testing.T) {
 	if len(u.Data) != 2 {
 		t.Errorf("two subjects:\n%s", u.rows())
 	}
+}
+
+// valuesPage fetches one page of values and returns them with the URL of
+// the next page ("" if none).
+func (e *env) valuesPage(path string) (values []string, next string) {
+	e.t.Helper()
+	resp := e.ok(200, "GET", path, nil, &values)
+	link := resp.Header.Get("Link")
+	if link == "" {
+		return values, ""
+	}
+	ref, ok := strings.CutSuffix(link, `>; rel="next"`)
+	if !ok || !strings.HasPrefix(ref, "<") {
+		e.t.Fatalf("GET %s: Link %q", path, link)
+	}
+	return values, ref[1:]
+}
+
+func TestGroupByValuesPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.ok(201, "POST", "/api/v1/meters", `{"slug":"calls","aggregation":"COUNT","eventType":"prompt","groupBy":{"model":"$.model"},
+		"filters":{"$.billable":["yes"]}}`, nil)
+	// 25 models (one empty, some with characters a URL must escape), each
+	// in several events; a model outside the range and one of an event
+	// the meter does not count.
+	var models []string
+	for i := range 22 {
+		models = append(models, fmt.Sprintf("m%02d", i))
+	}
+	models = append(models, "", "a b&c=d", "z>,;\"")
+	var evs []string
+	for i, m := range models {
+		for j := range 3 {
+			data, _ := json.Marshal(map[string]string{"model": m, "billable": "yes"})
+			evs = append(evs, event(fmt.Sprintf("e%d-%d", i, j), fmt.Sprint("s", j), fmt.Sprintf("2024-06-0%dT10:00:00Z", j+1), string(data)))
+		}
+	}
+	evs = append(evs, event("old", "s", "2024-05-01T10:00:00Z", `{"model":"aaa-old","billable":"yes"}`),
+		event("free", "s", "2024-06-01T10:00:00Z", `{"model":"aaa-free","billable":"no"}`))
+	e.ok(200, "POST", "/api/v1/events", "["+strings.Join(evs, ",")+"]", nil)
+	want := slices.Clone(models)
+	slices.Sort(want)
+
+	for _, limit := range []int{1, 4, 5, 25, 26, 1000} {
+		var got []string
+		pages := 0
+		next := fmt.Sprintf("/api/v1/meters/calls/group-by/model/values?from=2024-06-01T00:00:00Z&limit=%d", limit)
+		for next != "" {
+			var page []string
+			page, next = e.valuesPage(next)
+			if len(page) > limit || (next != "" && len(page) != limit) {
+				t.Fatalf("limit %d: page %q, next %q", limit, page, next)
+			}
+			if next != "" && !strings.Contains(next, "limit="+fmt.Sprint(limit)) {
+				t.Fatalf("next %q does not keep the limit", next)
+			}
+			got = append(got, page...)
+			if pages++; pages > len(want)+1 {
+				t.Fatalf("limit %d: more pages than values", limit)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("limit %d: values\n%q\nwant\n%q", limit, got, want)
+		}
+		if wantPages := max(1, (len(want)+limit-1)/limit); pages != wantPages {
+			t.Errorf("limit %d: %d pages, want %d", limit, pages, wantPages)
+		}
+	}
+
+	// The next page keeps to, and pins from when it defaulted (24 hours
+	// before now), so that every page lists the same range.
+	e.ok(201, "POST", "/api/v1/meters", `{"slug":"recent","aggregation":"COUNT","eventType":"recent","groupBy":{"model":"$.model"}}`, nil)
+	evs = nil
+	for i, ts := range []string{"2024-06-09T11:59:59Z", "2024-06-09T12:00:00Z", "2024-06-10T11:00:00Z", "2024-06-10T11:30:00Z", "2024-06-10T11:59:59Z"} {
+		evs = append(evs, strings.Replace(event(fmt.Sprint("r", i), "s", ts, fmt.Sprintf(`{"model":"r%d"}`, i)), `"prompt"`, `"recent"`, 1))
+	}
+	e.ok(200, "POST", "/api/v1/events", "["+strings.Join(evs, ",")+"]", nil)
+	page, next := e.valuesPage("/api/v1/meters/recent/group-by/model/values?to=2024-06-10T11:59:00Z&limit=2")
+	u, err := url.Parse(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(page, []string{"r1", "r2"}) || u.Path != "/api/v1/meters/recent/group-by/model/values" ||
+		u.Query().Get("from") != "2024-06-09T12:00:00Z" || u.Query().Get("to") != "2024-06-10T11:59:00Z" ||
+		u.Query().Get("after") != "r2" || u.Query().Get("limit") != "2" {
+		t.Errorf("page %q, next %q", page, next)
+	}
+	if page, next := e.valuesPage(next); !slices.Equal(page, []string{"r3"}) || next != "" {
+		t.Errorf("page 2: %q, next %q", page, next)
+	}
+
+	// after: strictly after the value, which need not be one of them; an
+	// empty after is after the empty value.
+	for after, wantVals := range map[string][]string{"m20": {"m21", "z>,;\""}, "m": want[2:], "": want[1:], "zz": {}} {
+		page, next := e.valuesPage("/api/v1/meters/calls/group-by/model/values?from=2024-06-01T00:00:00Z&after=" + url.QueryEscape(after))
+		if !slices.Equal(page, wantVals) || next != "" {
+			t.Errorf("after %q: %q (next %q), want %q", after, page, next, wantVals)
+		}
+	}
+	// Subjects page too.
+	page, next = e.valuesPage("/api/v1/meters/calls/group-by/subject/values?from=2024-06-01T00:00:00Z&limit=2")
+	if !slices.Equal(page, []string{"s0", "s1"}) || next == "" {
+		t.Errorf("subjects: %q, next %q", page, next)
+	}
+	if page, next = e.valuesPage(next); !slices.Equal(page, []string{"s2"}) || next != "" {
+		t.Errorf("subjects, page 2: %q, next %q", page, next)
+	}
+
+	for _, params := range []string{"limit=0", "limit=10001", "limit=-1", "limit=x", "limit=1&limit=2"} {
+		wantFields(t, e.problem(400, "GET", "/api/v1/meters/calls/group-by/model/values?"+params, nil), "limit")
+	}
+	wantFields(t, e.problem(400, "GET", "/api/v1/meters/calls/group-by/model/values?after=a&after=b&limit=0", nil), "limit", "after")
+	e.ok(200, "GET", "/api/v1/meters/calls/group-by/model/values?limit=10000", nil, nil)
 }

@@ -204,7 +204,9 @@ func (v *UsageView) querySubject(ctx context.Context, a *usageAgg, subject strin
 		}
 		cur = s.end
 		for _, g := range e.groups {
-			a.merge(subject, s.ws, s.we, g)
+			if err := a.merge(subject, s.ws, s.we, g); err != nil {
+				return err
+			}
 		}
 		hits += s.hours()
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -87,6 +88,14 @@ type UsageQuery struct {
 	// FilterGroupBy keeps only events whose group-by value is one of the
 	// listed values.
 	FilterGroupBy map[string][]string
+	// MaxGroups, when positive, bounds the groups of the result: the
+	// distinct combinations of subject (when rows are split by subject) and
+	// group-by values, whatever the windows. A query that finds more is
+	// refused with an EINVALID *Error naming "groupBy" (or "subject" when
+	// the rows are split by subject alone), as soon as it finds the first
+	// group over the limit: the oversized result is never built. Zero or
+	// negative: no limit.
+	MaxGroups int
 }
 
 // UsageRow is one aggregated value.
@@ -175,6 +184,10 @@ type usageAgg struct {
 	list   []*group
 	first  time.Time
 	key    []byte
+	// combos holds the distinct (subject, group values) of the groups, the
+	// key without its window, when q.MaxGroups limits them and rows are
+	// windowed; without windows every group is one.
+	combos map[string]struct{}
 
 	// fill, during a scan, holds the rollups being built for hours the
 	// cache lacks, by hour (Unix seconds / 3600); nil when none are.
@@ -279,6 +292,9 @@ func (a *usageAgg) event(e *ScannedEvent) error {
 	a.key = key
 	g := a.groups[string(key)]
 	if g == nil {
+		if err := a.admit(key); err != nil {
+			return err
+		}
 		g = &group{start: ws, end: we, vals: make([]*string, len(a.groupKeys))}
 		for i, p := range a.groupPaths {
 			if v, ok := p.Text(e.Data); ok {
@@ -318,9 +334,10 @@ func (a *usageAgg) wanted(e *ScannedEvent) bool {
 
 // merge adds a cached group of the meter (values for all of its group-by
 // keys) of subject's hour, which lies wholly in the window starting at ws.
-func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
+// It fails only when the group is one more than q.MaxGroups allows.
+func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) error {
 	if a.subjectFilter != nil && !a.subjectFilter[subject] {
-		return
+		return nil
 	}
 	for k, allowed := range a.q.FilterGroupBy {
 		if k == "subject" {
@@ -328,7 +345,7 @@ func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
 		}
 		v := p.vals[slices.Index(a.m.groupKeys, k)]
 		if v == nil || !slices.Contains(allowed, *v) {
-			return
+			return nil
 		}
 	}
 	key := binary.BigEndian.AppendUint64(a.key[:0], uint64(ws.Unix()))
@@ -345,6 +362,9 @@ func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
 	a.key = key
 	g := a.groups[string(key)]
 	if g == nil {
+		if err := a.admit(key); err != nil {
+			return err
+		}
 		g = &group{start: ws, end: we, vals: make([]*string, len(a.groupKeys))}
 		for i, j := range a.groupIdx {
 			g.vals[i] = p.vals[j]
@@ -357,6 +377,59 @@ func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) {
 		a.list = append(a.list, g)
 	}
 	g.merge(a.m.Aggregation, p)
+	return nil
+}
+
+// admit is called before a new row with key (the window's start, then the
+// subject and group values) is made. It refuses the row if its group, the
+// key without the window, is new and the result holds q.MaxGroups groups
+// already. Rows are made only for events that count, so the groups
+// counted are exactly those of the result.
+func (a *usageAgg) admit(key []byte) error {
+	limit := a.q.MaxGroups
+	if limit <= 0 {
+		return nil
+	}
+	if a.q.WindowSize == "" {
+		if len(a.list) < limit {
+			return nil
+		}
+		return a.tooManyGroups()
+	}
+	combo := key[8:]
+	if _, ok := a.combos[string(combo)]; ok {
+		return nil
+	}
+	if len(a.combos) >= limit {
+		return a.tooManyGroups()
+	}
+	if a.combos == nil {
+		a.combos = map[string]struct{}{}
+	}
+	a.combos[string(combo)] = struct{}{}
+	return nil
+}
+
+// tooManyGroups is the error of a query whose result would hold more than
+// q.MaxGroups groups. The count is not known: the scan stops at the first
+// group over the limit.
+func (a *usageAgg) tooManyGroups() error {
+	limit := a.q.MaxGroups
+	field := "groupBy"
+	if len(a.q.GroupBy) == 0 {
+		field = "subject" // rows split by the subjects asked for
+	}
+	what := "subject and group-by values"
+	switch {
+	case len(a.groupKeys) == 0:
+		what = "subjects"
+	case !a.bySubject:
+		what = "group-by values"
+	}
+	return &Error{Code: EINVALID, Message: "usage query result too large", Fields: []FieldError{{Index: -1, Field: field,
+		Reason: fmt.Sprintf("the result has more than %d groups (distinct combinations of %s) and the limit is %d; "+
+			"narrow the query with subject or filterGroupBy, group by fewer keys, or have the server's limit (maxQueryGroups) raised",
+			limit, what, limit)}}}
 }
 
 func (a *usageAgg) result() *UsageResult {
@@ -554,35 +627,77 @@ func (g *group) result(agg Aggregation) Decimal {
 	return Decimal{}
 }
 
-// GroupByValues lists the distinct values of a meter's group-by key (or
-// "subject") among events in [from, to), sorted.
-func GroupByValues(ctx context.Context, store EventStore, m *CompiledMeter, key string, from, to time.Time) ([]string, error) {
-	if key != "subject" && !m.HasGroupKey(key) {
-		return nil, FieldErrorf("groupByKey", "meter %q has no group-by key %q (it has: %s)", m.Slug, key, keyList(m))
+// GroupByValuesQuery selects a page of the distinct values of a meter's
+// group-by key. To page through them, pass the last value of a page that
+// had more as the next page's After.
+type GroupByValuesQuery struct {
+	Key      string    // a group-by key of the meter, or "subject"
+	From, To time.Time // event time [From, To); zero = unbounded (before the meter's eventFrom: from it)
+	After    *string   // only values greater than *After, in byte order; nil = from the first
+	Limit    int       // at most this many; must be > 0
+}
+
+// GroupByValues returns the distinct values of q.Key among the events in
+// [q.From, q.To) that the meter counts, in byte order: the first q.Limit
+// of those greater than q.After, and whether more follow. An unknown key
+// is an EINVALID error naming "groupByKey". Stores scan events in no
+// particular order, so every event in the range is read; but only the
+// smallest values found so far are kept, at most 2 × (q.Limit + 1) of
+// them, so memory and the answer are bounded by the page, not by the
+// number of distinct values.
+func GroupByValues(ctx context.Context, store EventStore, m *CompiledMeter, q GroupByValuesQuery) (values []string, more bool, err error) {
+	if q.Limit <= 0 {
+		return nil, false, FieldErrorf("limit", "must be positive; got %d", q.Limit)
 	}
+	key := q.Key
+	if key != "subject" && !m.HasGroupKey(key) {
+		return nil, false, FieldErrorf("groupByKey", "meter %q has no group-by key %q (it has: %s)", m.Slug, key, keyList(m))
+	}
+	from := q.From
 	if m.EventFrom != nil && m.EventFrom.After(from) {
 		from = *m.EventFrom
 	}
+	keep := q.Limit + 1 // one more than a page tells whether more follow
 	seen := map[string]struct{}{}
-	err := store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, From: from, To: to},
+	var bound *string // when set, values above it cannot be among the first keep
+	add := func(v string) {
+		if (q.After != nil && v <= *q.After) || (bound != nil && v > *bound) {
+			return
+		}
+		if _, ok := seen[v]; ok {
+			return
+		}
+		seen[v] = struct{}{}
+		if len(seen) < 2*keep {
+			return
+		}
+		// Keep the smallest keep values. Trimming only once the set has
+		// doubled makes each value cost O(log keep) on average.
+		vs := slices.Sorted(maps.Keys(seen))
+		for _, v := range vs[keep:] {
+			delete(seen, v)
+		}
+		b := vs[keep-1]
+		bound = &b
+	}
+	err = store.ScanEvents(ctx, EventScan{Namespace: m.Namespace, Type: m.EventType, From: from, To: q.To},
 		func(e *ScannedEvent) error {
 			if !m.Matches(e.Time, e.Data) {
 				return nil
 			}
 			if key == "subject" {
-				seen[e.Subject] = struct{}{}
+				add(e.Subject)
 			} else if v, ok := m.GroupValue(key, e.Data); ok {
-				seen[v] = struct{}{}
+				add(v)
 			}
 			return nil
 		})
 	if err != nil {
-		return nil, fmt.Errorf("group-by values of meter %q: %w", m.Slug, err)
+		return nil, false, fmt.Errorf("group-by values of meter %q: %w", m.Slug, err)
 	}
-	out := make([]string, 0, len(seen))
-	for v := range seen {
-		out = append(out, v)
+	values = slices.Sorted(maps.Keys(seen))
+	if len(values) > q.Limit {
+		return values[:q.Limit], true, nil
 	}
-	slices.Sort(out)
-	return out, nil
+	return values, false, nil
 }

@@ -80,6 +80,12 @@ type Config struct {
 	// MaxQueryWindows is how many windows a usage query's [from, to) may
 	// hold at its windowSize (≤ 0: DefaultMaxQueryWindows).
 	MaxQueryWindows int
+	// MaxQueryGroups is how many groups (distinct combinations of subject
+	// and group-by values, whatever the windows) one usage query may
+	// return (≤ 0: DefaultMaxQueryGroups). A query that finds more is
+	// refused with 400 naming groupBy; the scan stops at the first group
+	// over the limit.
+	MaxQueryGroups int
 	// KeyCacheTTL is how long an API key looked up in Store is trusted
 	// (≤ 0: DefaultKeyCacheTTL): a key revoked on another node stops
 	// working here within it.
@@ -142,6 +148,7 @@ type handler struct {
 	keys       *keyCache   // API keys by id
 	rates      rateLimits  // per key
 	maxWindows int         // Config.MaxQueryWindows
+	maxGroups  int         // Config.MaxQueryGroups
 	outcomes   *outcomeLog // recent non-accepted submissions; nil: none kept
 
 	allowedHosts []string                    // Config.AllowedHosts, lower case
@@ -174,6 +181,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		keys:       newKeyCache(cfg.Store, cmp.Or(max(cfg.KeyCacheTTL, 0), DefaultKeyCacheTTL)),
 		rates:      rateLimits{ingest: newLimiter(cfg.IngestRate, cfg.IngestBurst), query: newLimiter(cfg.QueryRate, cfg.QueryBurst)},
 		maxWindows: cmp.Or(max(cfg.MaxQueryWindows, 0), DefaultMaxQueryWindows),
+		maxGroups:  cmp.Or(max(cfg.MaxQueryGroups, 0), DefaultMaxQueryGroups),
 		outcomes:   newOutcomeLog(cmp.Or(cfg.OutcomeLogSize, DefaultOutcomeLogSize)),
 
 		bodies:      &bodyBudget{max: cmp.Or(max(cfg.MaxInflightBodyBytes, 0), DefaultMaxInflightBodyBytes)},

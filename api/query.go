@@ -7,6 +7,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/odometerhq/odometer"
 )
+
+// DefaultMaxQueryGroups is the default of Config.MaxQueryGroups.
+const DefaultMaxQueryGroups = 10000
 
 // queryRequest is OpenMeter's MeterQueryRequest, the body of
 // POST /api/v1/meters/{meterIdOrSlug}/query and the decoded parameters of
@@ -135,6 +139,7 @@ func (h *handler) query(w http.ResponseWriter, r *http.Request, req queryRequest
 		}
 	}
 	q.FilterGroupBy = filter
+	q.MaxGroups = h.maxGroups
 	// The query cost limit: a range too long for its windows.
 	to := q.To
 	if to.IsZero() {
@@ -328,7 +333,9 @@ func wantsCSV(accept string) bool {
 // writeUsageCSV writes a usage result as CSV: window_start, window_end,
 // subject, one column per requested group-by key in request order, value.
 // Null subjects and group values are empty cells; times are RFC 3339 UTC;
-// values are exact decimal text.
+// values are exact decimal text. Subjects and group values come from
+// events, so they go through odometer.CSVText: a spreadsheet must not run
+// a value such as =HYPERLINK(…) that an ingest key planted.
 func writeUsageCSV(w http.ResponseWriter, slug string, groupBy []string, res *odometer.UsageResult) error {
 	var keys []string
 	for _, k := range groupBy {
@@ -352,9 +359,9 @@ func writeUsageCSV(w http.ResponseWriter, slug string, groupBy []string, res *od
 	for _, d := range res.Data {
 		row[0] = d.WindowStart.UTC().Format(time.RFC3339Nano)
 		row[1] = d.WindowEnd.UTC().Format(time.RFC3339Nano)
-		row[2] = str(d.Subject)
+		row[2] = odometer.CSVText(str(d.Subject))
 		for i, k := range keys {
-			row[3+i] = str(d.GroupBy[k])
+			row[3+i] = odometer.CSVText(str(d.GroupBy[k]))
 		}
 		row[len(row)-1] = d.Value.String()
 		if err := cw.Write(row); err != nil {
@@ -372,12 +379,29 @@ func writeUsageCSV(w http.ResponseWriter, slug string, groupBy []string, res *od
 // default.
 const groupByValuesHorizon = 24 * time.Hour
 
+// Page sizes of the group-by values route.
+const (
+	defaultValuesLimit = 1000
+	maxValuesLimit     = 10000
+)
+
 // listGroupByValues handles
-// GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values.
+// GET /api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values: a page
+// of the distinct values in byte order, as OpenMeter's plain JSON array of
+// strings. When more follow, a Link header (RFC 8288) with rel="next"
+// gives the next page's URL: the same parameters, from pinned to the
+// range's start so that every page lists the same range, and after set to
+// the page's last value.
 func (h *handler) listGroupByValues(w http.ResponseWriter, r *http.Request) error {
-	p := newParams(r, []string{"from", "to"})
+	p := newParams(r, []string{"from", "to", "after", "limit"})
 	from, to := p.time("from"), p.time("to")
 	p.fields = checkRange(p.fields, "from", from, "to", to)
+	q := odometer.GroupByValuesQuery{Key: r.PathValue("groupByKey"), To: to,
+		Limit: p.int("limit", defaultValuesLimit, 1, maxValuesLimit)}
+	if p.values.Has("after") {
+		after := p.one("after")
+		q.After = &after // after= (empty) is after the empty value
+	}
 	if err := p.err(); err != nil {
 		return err
 	}
@@ -392,9 +416,23 @@ func (h *handler) listGroupByValues(w http.ResponseWriter, r *http.Request) erro
 	if from.IsZero() {
 		from = h.clock().Add(-groupByValuesHorizon)
 	}
-	values, err := odometer.GroupByValues(r.Context(), h.store, cm, r.PathValue("groupByKey"), from, to)
+	q.From = from
+	values, more, err := odometer.GroupByValues(r.Context(), h.store, cm, q)
 	if err != nil {
 		return err
+	}
+	if values == nil {
+		values = []string{}
+	}
+	if more {
+		next := url.Values{}
+		next.Set("from", from.Format(time.RFC3339Nano))
+		if !to.IsZero() {
+			next.Set("to", to.Format(time.RFC3339Nano))
+		}
+		next.Set("after", values[len(values)-1])
+		next.Set("limit", strconv.Itoa(q.Limit))
+		w.Header().Set("Link", "<"+r.URL.EscapedPath()+"?"+next.Encode()+`>; rel="next"`)
 	}
 	return writeJSON(w, http.StatusOK, values)
 }

@@ -48,6 +48,7 @@ import (
 //	rateIngest: 0                     # requests/s per API key; 0: no limit
 //	rateQuery: 0
 //	maxQueryWindows: 10000
+//	maxQueryGroups: 10000             # groups one usage query may return
 //	outcomeLogSize: 10000             # rejected and duplicate events remembered; 0: none
 //	keys:                             # API keys declared by hash (odometer keys create --offline)
 //	  - {id: 01jd…, namespace: default, name: ci, scopes: [ingest], hash: "sha256:…:…"}
@@ -127,6 +128,7 @@ type fileConfig struct {
 	RateIngest      *scalar        `yaml:"rateIngest"`
 	RateQuery       *scalar        `yaml:"rateQuery"`
 	MaxQueryWindows *scalar        `yaml:"maxQueryWindows"`
+	MaxQueryGroups  *scalar        `yaml:"maxQueryGroups"`
 	OutcomeLogSize  *scalar        `yaml:"outcomeLogSize"`
 }
 
@@ -326,6 +328,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"rate-ingest", "rateIngest", fc.RateIngest},
 		{"rate-query", "rateQuery", fc.RateQuery},
 		{"max-query-windows", "maxQueryWindows", fc.MaxQueryWindows},
+		{"max-query-groups", "maxQueryGroups", fc.MaxQueryGroups},
 		{"outcome-log-size", "outcomeLogSize", fc.OutcomeLogSize},
 	} {
 		if s.v != nil {

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/client"
 )
 
@@ -95,7 +96,8 @@ func runExportStatus(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if asCSV {
-		return writeCSV(e.stdout, header, rows)
+		// Destinations and dimensions are text; the rest are counts.
+		return writeCSV(e.stdout, header, rows, func(col int) bool { return col >= 3 })
 	}
 	return writeTable(e.stdout, header, rows)
 }
@@ -179,14 +181,28 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
-// writeCSV writes the header and rows as CSV.
-func writeCSV(w io.Writer, header []string, rows [][]string) error {
+// writeCSV writes the header and rows as CSV. The cells of the columns
+// that numeric reports are numbers and are written as they are; every
+// other cell is text and goes through odometer.CSVText, so that a
+// spreadsheet does not evaluate it as a formula.
+func writeCSV(w io.Writer, header []string, rows [][]string, numeric func(col int) bool) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(header); err != nil {
 		return err
 	}
-	if err := cw.WriteAll(rows); err != nil {
-		return err
+	cells := make([]string, len(header))
+	for _, row := range rows {
+		cells = cells[:0]
+		for i, c := range row {
+			if !numeric(i) {
+				c = odometer.CSVText(c)
+			}
+			cells = append(cells, c)
+		}
+		if err := cw.Write(cells); err != nil {
+			return err
+		}
 	}
+	cw.Flush()
 	return cw.Error()
 }

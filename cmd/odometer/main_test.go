@@ -38,6 +38,7 @@ postgresMaxConns: 3
 noMigrate: true
 usageCacheHours: 1000
 outcomeLogSize: 500
+maxQueryGroups: 2500
 noExport: true
 exportInterval: 5m
 maxConnsPerAddr: 7
@@ -54,7 +55,7 @@ metricsAddr: 127.0.0.1:9464
 		Addr: "127.0.0.1:8888", Data: "./data", EventLog: "pebble", LogLevel: slog.LevelInfo, LogFormat: "text",
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second, PostgresMaxConns: 16,
-		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
+		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 10000, HeaderTimeout: 10 * time.Second,
 		OutcomeLogSize: 10000, MaxConnsPerAddr: 1000, IdleTimeout: 30 * time.Second, BodyTimeout: 10 * time.Second, MaxInflightBody: 128 << 20,
 	}
 	fromConfig := serveConfig{
@@ -62,7 +63,7 @@ metricsAddr: 127.0.0.1:9464
 		MaxBodyBytes: 2048, MaxBatchEvents: 7, FutureSkew: time.Hour, MaxAge: 720 * time.Hour,
 		CommitBatchEvents: 5, QueueEvents: 50, ShutdownTimeout: 10 * time.Second,
 		Postgres: "postgres://cfg@db/odometer", PostgresMaxConns: 3, NoMigrate: true, UsageCacheHours: 1000,
-		NoExport: true, ExportInterval: 5 * time.Minute, MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
+		NoExport: true, ExportInterval: 5 * time.Minute, MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 2500, HeaderTimeout: 10 * time.Second,
 		OutcomeLogSize: 500, MaxConnsPerAddr: 7, IdleTimeout: time.Minute, BodyTimeout: 3 * time.Second, MaxInflightBody: 64 << 20,
 		AllowedHosts: commaList{"a.example", "b.example"}, MetricsAddr: "127.0.0.1:9464",
 	}
@@ -80,11 +81,11 @@ metricsAddr: 127.0.0.1:9464
 			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0",
 			"--no-export", "--export-interval", "1m", "--outcome-log-size", "0", "--max-conns-per-addr", "0",
 			"--idle-timeout", "5s", "--body-timeout", "1s", "--max-inflight-body", "1GiB", "--allowed-hosts", "h1, h2",
-			"--allowed-hosts", "h3", "--metrics-addr", ":9464"}, nil,
+			"--allowed-hosts", "h3", "--metrics-addr", ":9464", "--max-query-groups", "7"}, nil,
 			serveConfig{Addr: ":1", Data: "d", EventLog: "sqlite", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
 				MaxBatchEvents: 3, MaxAge: time.Hour, CommitBatchEvents: 4, QueueEvents: 8, ShutdownTimeout: time.Second,
 				Postgres: "postgres://flag@db/x", PostgresMaxConns: 5, NoMigrate: true, NoExport: true, ExportInterval: time.Minute,
-				MaxConns: 10000, MaxQueryWindows: 10000, HeaderTimeout: 10 * time.Second,
+				MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 7, HeaderTimeout: 10 * time.Second,
 				IdleTimeout: 5 * time.Second, BodyTimeout: time.Second, MaxInflightBody: 1 << 30,
 				AllowedHosts: commaList{"h1", "h2", "h3"}, MetricsAddr: ":9464"}},
 		{"env", nil, map[string]string{"ODOMETER_ADDR": ":2", "ODOMETER_MAX_BODY_BYTES": "1000", "ODOMETER_LOG_LEVEL": "error",
@@ -154,6 +155,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, nil, []string{"nope"}},
 		{"arguments", []string{"extra"}, nil, []string{"no arguments"}},
 		{"negative", []string{"--queue-events", "-1"}, nil, []string{"--queue-events must be positive"}},
+		{"no query groups", []string{"--max-query-groups", "0"}, nil, []string{"--max-query-groups must be positive"}},
 		{"negative outcome log", []string{"--outcome-log-size", "-1"}, nil, []string{"--outcome-log-size must not be negative"}},
 		{"missing file", []string{"--config", filepath.Join(dir, "missing.yaml")}, nil, []string{"missing.yaml"}},
 		{"bad config value", []string{"--config", badValue}, nil, []string{badValue + ":3", "limits.futureSkew", "soon"}},

@@ -71,6 +71,7 @@ type serveConfig struct {
 	RateIngest      float64
 	RateQuery       float64
 	MaxQueryWindows int
+	MaxQueryGroups  int
 	OutcomeLogSize  int
 }
 
@@ -114,6 +115,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Float64Var(&c.RateIngest, "rate-ingest", 0, "ingestion requests per second per API key (0: no limit)")
 	fs.Float64Var(&c.RateQuery, "rate-query", 0, "usage queries per second per API key (0: no limit)")
 	fs.IntVar(&c.MaxQueryWindows, "max-query-windows", 10000, "most windows one usage query may ask for")
+	fs.IntVar(&c.MaxQueryGroups, "max-query-groups", api.DefaultMaxQueryGroups, "most groups (combinations of subject and group-by values) one usage query may return")
 	fs.IntVar(&c.OutcomeLogSize, "outcome-log-size", api.DefaultOutcomeLogSize, "recent rejected and duplicate events this node remembers for GET /api/v1/events/outcomes, in memory (0: none; docs/ingestion.md)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "`host:port` for Go's profiler (/debug/pprof) on a separate listener; empty: off")
 }
@@ -171,6 +173,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 		{"commit-batch-events", int64(c.CommitBatchEvents)}, {"queue-events", int64(c.QueueEvents)},
 		{"max-conns", int64(c.MaxConns)}, {"max-query-windows", int64(c.MaxQueryWindows)},
 		{"max-inflight-body", int64(c.MaxInflightBody)},
+		{"max-query-groups", int64(c.MaxQueryGroups)},
 	} {
 		if f.n <= 0 {
 			bad = append(bad, fmt.Sprintf("--%s must be positive; got %d", f.name, f.n))
@@ -300,6 +303,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		IngestRate:      cfg.RateIngest,
 		QueryRate:       cfg.RateQuery,
 		MaxQueryWindows: cfg.MaxQueryWindows,
+		MaxQueryGroups:  cfg.MaxQueryGroups,
 		OutcomeLogSize:  outcomeLogSize(cfg.OutcomeLogSize),
 
 		AllowedHosts:         cfg.AllowedHosts,

@@ -38,7 +38,7 @@ func runKeysCreate(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "keys create", "keys create [flags]", remoteEnv)
 	rem.flags(fs)
 	fs.StringVar(&name, "name", "", "a `label` for the key")
-	fs.Var(&scopes, "scope", "a `scope` of the key: ingest, read or admin (repeatable, or comma-separated)")
+	fs.Var(&scopes, "scope", "a `scope` of the key: ingest, read, admin or metrics (repeatable, or comma-separated; metrics is for /metrics, which admin does not include)")
 	fs.BoolVar(&offline, "offline", false, "make the key here and print its config file entry (keys:) instead of asking a server")
 	fs.StringVar(&namespace, "namespace", "default", "the key's `namespace` (with --offline; a server makes keys in the caller's namespace)")
 	args, err := parseFlags(fs, args, e.getenv, remoteEnv)

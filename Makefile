@@ -36,6 +36,10 @@ bench: ## Go micro-benchmarks (store, decoder, aggregation)
 bench-e2e: ## end-to-end HTTP benchmarks against Odometer and the PostgreSQL baseline (bench/README.md)
 	bash bench/run.sh
 
+.PHONY: bench-bodies
+bench-bodies: build ## server memory with 64 clients sending 16 MiB bodies (bench/bodies)
+	$(GO) run ./bench/bodies --bin bin/odometer
+
 .PHONY: fuzz
 fuzz: ## fuzz the event decoders, the JSONPath and decimal fast paths, JSON output and the event-log key codec, FUZZTIME each (default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEvents -fuzztime $(FUZZTIME) .

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -232,4 +233,32 @@ func TestMetricsScope(t *testing.T) {
 	o := newEnv(t)
 	o.ok(200, "GET", "/metrics", nil, nil)
 	o.ok(201, "POST", "/api/v1/keys", `{"name":"prom","scopes":["metrics"]}`, nil)
+}
+
+// What held when the API was attacked, kept holding: a gzip bomb is cut
+// at the body limit, deep nesting is a 400, and a MINUTE query over ten
+// years is refused before it runs.
+func TestAttacksThatHeld(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.ok(201, "POST", "/api/v1/meters", `{"slug":"tokens","aggregation":"COUNT","eventType":"prompt"}`, nil)
+	// 256 times the body limit of zeros, in a gzip body far below it (the
+	// attack used 1 GiB against the default limit; this is the same
+	// ratio, cheaper to make).
+	small := newEnv(t, func(c *api.Config) { c.Limits.MaxBodyBytes = 256 << 10 })
+	var bomb bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&bomb, gzip.BestSpeed)
+	zeros := make([]byte, 1<<20)
+	for range 64 {
+		zw.Write(zeros)
+	}
+	zw.Close()
+	p := small.problem(413, "POST", "/api/v1/events", bomb.Bytes(), "Content-Type", "application/json", "Content-Encoding", "gzip")
+	wantFields(t, p, "body")
+	// 16 million nested arrays: within the body limit, but not an event.
+	nested := strings.Repeat("[", 16_000_000)
+	if p := e.problem(400, "POST", "/api/v1/events", nested, "Content-Type", "application/json"); len(p.Errors) == 0 {
+		t.Errorf("deep nesting: %+v", p)
+	}
+	wantFields(t, e.problem(400, "GET", "/api/v1/meters/tokens/query?windowSize=MINUTE&from=2014-01-01T00:00:00Z&to=2024-01-01T00:00:00Z", nil), "windowSize")
 }

@@ -18,8 +18,8 @@ const (
 	EINVALID     = "invalid"     // the input is malformed or violates a rule
 	ENOTFOUND    = "not_found"   // the object does not exist (in this namespace)
 	ECONFLICT    = "conflict"    // the object exists already or changed under us
+	EFORBIDDEN   = "forbidden"   // the caller may not do this (e.g. use an AWS account it was not granted)
 	ETOOLARGE    = "too_large"   // the request exceeds a configured size limit
-	EFORBIDDEN   = "forbidden"   // the caller may not do this, whatever it sends
 	EUNAVAILABLE = "unavailable" // overloaded or shutting down; retry later
 	EINTERNAL    = "internal"    // a bug or an unexpected storage failure
 )
@@ -69,6 +69,17 @@ func FieldErrorf(field, format string, args ...any) *Error {
 	return &Error{
 		Code:    EINVALID,
 		Message: fmt.Sprintf("invalid %s: %s", field, reason),
+		Fields:  []FieldError{{Index: -1, Field: field, Reason: reason}},
+	}
+}
+
+// ForbiddenFieldf returns an EFORBIDDEN *Error about a single field: the
+// value is well formed, but the caller may not use it.
+func ForbiddenFieldf(field, format string, args ...any) *Error {
+	reason := fmt.Sprintf(format, args...)
+	return &Error{
+		Code:    EFORBIDDEN,
+		Message: fmt.Sprintf("%s not allowed: %s", field, reason),
 		Fields:  []FieldError{{Index: -1, Field: field, Reason: reason}},
 	}
 }

@@ -17,9 +17,14 @@ type ExportDestination struct {
 	Name      string // unique in the namespace; a slug
 	// ProductCode is the AWS Marketplace product the records are for.
 	ProductCode string
-	Region      string // AWS region; "" = the SDK's default chain
-	Endpoint    string // replaces the service endpoint (tests, private endpoints)
-	Dimensions  []ExportDimension
+	Region      string // AWS region; "" = the account's, else the SDK's default chain
+	// Account names the operator's AWS account (the config file's
+	// aws.accounts, package export) that the records are sent with; ""
+	// (destinations stored before accounts existed) means the only account
+	// granted to the namespace. The account, not the destination, says
+	// where requests go and with which credentials.
+	Account    string
+	Dimensions []ExportDimension
 	// StartHour is the first UTC hour exported; earlier usage never is.
 	StartHour time.Time
 	// Delay is how long after an hour ends it is closed and frozen.

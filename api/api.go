@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/ledger"
 )
 
@@ -59,6 +60,10 @@ type Config struct {
 	// Rollups caches hourly usage for queries and credit balances; nil
 	// reads every event each time.
 	Rollups *odometer.Rollups
+	// ExportAccounts are the operator's AWS accounts, which say what AWS
+	// account and product codes each namespace's export destinations may
+	// use (docs/export-aws.md); nil: export.DefaultAccounts().
+	ExportAccounts *export.Accounts
 
 	// Open serves without API keys: every request works in namespace
 	// DefaultNamespace with every scope, and needs no Authorization header.
@@ -142,6 +147,7 @@ type handler struct {
 	meters   *meterCache
 	credits  *ledger.Service
 	rollups  *odometer.Rollups
+	accounts *export.Accounts // Config.ExportAccounts
 	mux      *http.ServeMux
 
 	open       openState   // Config.Open, until a key exists
@@ -176,6 +182,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		limits:   cfg.Limits,
 		now:      cfg.Now,
 		rollups:  cfg.Rollups,
+		accounts: cmp.Or(cfg.ExportAccounts, export.DefaultAccounts()),
 		mux:      http.NewServeMux(),
 
 		keys:       newKeyCache(cfg.Store, cmp.Or(max(cfg.KeyCacheTTL, 0), DefaultKeyCacheTTL)),

@@ -26,7 +26,7 @@ import (
 // further.
 func closedEnv(t testing.TB, opts ...func(*api.Config)) *env {
 	t.Helper()
-	return newEnv(t, append([]func(*api.Config){func(c *api.Config) { c.Open = false }}, opts...)...)
+	return newEnv(t, append([]func(*api.Config){func(c *api.Config) { c.Open = false; c.ExportAccounts = tenantAccounts }}, opts...)...)
 }
 
 // key stores a key of namespace ns with scopes in e's store and returns its

@@ -49,10 +49,10 @@ func errorStatus(err error) int {
 		return http.StatusNotFound
 	case odometer.ECONFLICT:
 		return http.StatusConflict
-	case odometer.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
 	case odometer.EFORBIDDEN:
 		return http.StatusForbidden
+	case odometer.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
 	case odometer.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
 	}

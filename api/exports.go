@@ -24,7 +24,7 @@ type destinationDoc struct {
 	Name        string         `json:"name"`
 	ProductCode string         `json:"productCode"`
 	Region      string         `json:"region,omitempty"`
-	Endpoint    string         `json:"endpoint,omitempty"`
+	Account     string         `json:"account"`
 	StartHour   time.Time      `json:"startHour"`
 	Delay       string         `json:"delay"`
 	Window      string         `json:"window"`
@@ -49,7 +49,7 @@ type dimensionDoc struct {
 }
 
 func newDestinationDoc(d *odometer.ExportDestination) destinationDoc {
-	doc := destinationDoc{Name: d.Name, ProductCode: d.ProductCode, Region: d.Region, Endpoint: d.Endpoint,
+	doc := destinationDoc{Name: d.Name, ProductCode: d.ProductCode, Region: d.Region, Account: d.Account,
 		StartHour: d.StartHour.UTC(), Delay: odometer.FormatDuration(d.Delay), Window: odometer.FormatDuration(d.Window),
 		LateHorizon: odometer.FormatDuration(d.LateHorizon), ZeroRecords: d.ZeroRecords, DryRun: d.DryRun,
 		Dimensions: make([]dimensionDoc, len(d.Dimensions)), CreatedAt: d.CreatedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC()}
@@ -67,22 +67,29 @@ func newDestinationDoc(d *odometer.ExportDestination) destinationDoc {
 // putExport handles PUT /api/v1/exports/{destination}: it creates the
 // destination (201) or replaces its definition (200), keeping what has
 // been frozen. A startHour left out keeps the existing destination's, or is
-// the current hour for a new one.
+// the current hour for a new one. The namespace must be granted the AWS
+// account and product code by the operator (export.Accounts.Authorize);
+// an account left out is the only one granted, and is stored by name.
+// Where requests go is the operator's (the config file's
+// aws.accounts[].endpoint): an endpoint is refused.
 func (h *handler) putExport(w http.ResponseWriter, r *http.Request) error {
 	if err := newParams(r, nil).err(); err != nil {
 		return err
 	}
 	ns, name := namespace(r), r.PathValue("destination")
 	var in struct {
-		ProductCode string  `json:"productCode"`
-		Region      string  `json:"region"`
-		Endpoint    string  `json:"endpoint"`
-		StartHour   *string `json:"startHour"`
-		Delay       *string `json:"delay"`
-		Window      *string `json:"window"`
-		LateHorizon *string `json:"lateHorizon"`
-		ZeroRecords bool    `json:"zeroRecords"`
-		DryRun      bool    `json:"dryRun"`
+		ProductCode string `json:"productCode"`
+		Region      string `json:"region"`
+		Account     string `json:"account"`
+		// Endpoint is refused unless null or "": destinations made before
+		// accounts existed may carry it, as may a client's habit.
+		Endpoint    json.RawMessage `json:"endpoint"`
+		StartHour   *string         `json:"startHour"`
+		Delay       *string         `json:"delay"`
+		Window      *string         `json:"window"`
+		LateHorizon *string         `json:"lateHorizon"`
+		ZeroRecords bool            `json:"zeroRecords"`
+		DryRun      bool            `json:"dryRun"`
 		Dimensions  []struct {
 			Dimension string          `json:"dimension"`
 			MeterSlug string          `json:"meterSlug"`
@@ -109,9 +116,12 @@ func (h *handler) putExport(w http.ResponseWriter, r *http.Request) error {
 	if in.Name != nil && *in.Name != name {
 		bad("name", "is %q but the path names %q", *in.Name, name)
 	}
+	if e := string(in.Endpoint); e != "" && e != "null" && e != `""` {
+		bad("endpoint", "set by the operator in the config file: aws.accounts[].endpoint; a destination cannot choose where its requests go")
+	}
 	now := h.clock()
 	d := &odometer.ExportDestination{Namespace: ns, Name: name, ProductCode: in.ProductCode, Region: in.Region,
-		Endpoint: in.Endpoint, ZeroRecords: in.ZeroRecords, DryRun: in.DryRun, CreatedAt: now, UpdatedAt: now,
+		Account: in.Account, ZeroRecords: in.ZeroRecords, DryRun: in.DryRun, CreatedAt: now, UpdatedAt: now,
 		StartHour: bodyTime(&fields, "startHour", in.StartHour)}
 	delaySet := bodyDuration(&fields, "delay", in.Delay, &d.Delay)
 	windowSet := bodyDuration(&fields, "window", in.Window, &d.Window)
@@ -166,6 +176,11 @@ func (h *handler) putExport(w http.ResponseWriter, r *http.Request) error {
 	if err := fieldsError("invalid export destination", fields); err != nil {
 		return err
 	}
+	acct, err := h.accounts.Authorize(ns, d.Account, d.ProductCode, d.Region)
+	if err != nil {
+		return err
+	}
+	d.Account = acct.Name
 	created, err := h.store.PutExportDestination(r.Context(), d)
 	if err != nil {
 		return fmt.Errorf("put export destination %q: %w", name, err)

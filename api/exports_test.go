@@ -17,7 +17,7 @@ type destinationDoc struct {
 	Name        string `json:"name"`
 	ProductCode string `json:"productCode"`
 	Region      string `json:"region"`
-	Endpoint    string `json:"endpoint"`
+	Account     string `json:"account"`
 	StartHour   string `json:"startHour"`
 	Delay       string `json:"delay"`
 	Window      string `json:"window"`
@@ -84,7 +84,7 @@ func TestExportsCRUD(t *testing.T) {
 	if loc := resp.Header.Get("Location"); loc != "/api/v1/exports/aws-prod" {
 		t.Errorf("Location %q", loc)
 	}
-	if d.Name != "aws-prod" || d.ProductCode != "prod-abc" || d.Region != "us-east-1" || d.Endpoint != "" ||
+	if d.Name != "aws-prod" || d.ProductCode != "prod-abc" || d.Region != "us-east-1" || d.Account != "default" ||
 		d.StartHour != "2024-06-10T12:00:00Z" || d.Delay != "15m" || d.Window != "6h" || d.LateHorizon != "24h" ||
 		d.ZeroRecords || d.DryRun || !d.CreatedAt.Equal(now.Now()) || !d.UpdatedAt.Equal(now.Now()) || d.FrozenThrough != nil || len(d.Dimensions) != 2 {
 		t.Fatalf("created %+v", d)
@@ -108,10 +108,10 @@ func TestExportsCRUD(t *testing.T) {
 	if d.StartHour != "2024-06-10T12:00:00Z" || !d.CreatedAt.Equal(testNow.Add(37*time.Minute)) || !d.UpdatedAt.Equal(now.Now()) {
 		t.Errorf("sent back: %+v", d)
 	}
-	e.ok(200, "PUT", "/api/v1/exports/aws-prod", `{"productCode":"prod-xyz","endpoint":"http://127.0.0.1:1/aws",
+	e.ok(200, "PUT", "/api/v1/exports/aws-prod", `{"productCode":"prod-xyz","account":"default",
 		"startHour":"2024-06-01T00:00:00+02:00","delay":"1h30m","window":"24h","lateHorizon":"744h","zeroRecords":true,"dryRun":true,
 		"dimensions":[{"dimension":"calls","meterSlug":"calls","multiply":"0.001","divide":"1"}]}`, &d)
-	if d.ProductCode != "prod-xyz" || d.Region != "" || d.Endpoint != "http://127.0.0.1:1/aws" || d.StartHour != "2024-05-31T22:00:00Z" ||
+	if d.ProductCode != "prod-xyz" || d.Region != "" || d.Account != "default" || d.StartHour != "2024-05-31T22:00:00Z" ||
 		d.Delay != "1h30m" || d.Window != "24h" || d.LateHorizon != "744h" || !d.ZeroRecords || !d.DryRun ||
 		len(d.Dimensions) != 1 || d.Dimensions[0].Multiply != "0.001" {
 		t.Errorf("replaced: %+v", d)
@@ -156,6 +156,12 @@ func TestExportValidation(t *testing.T) {
 		{"/api/v1/exports/no%20spaces", `{"productCode":"p",` + dims + `}`, []string{"name"}},
 		{"", `{"name":"other","productCode":"p",` + dims + `}`, []string{"name"}},
 		{"", `{"productCode":"p","endpoint":"localhost:4566",` + dims + `}`, []string{"endpoint"}},
+		{"", `{"productCode":"p","endpoint":"https://metering.marketplace.us-east-1.amazonaws.com",` + dims + `}`, []string{"endpoint"}},
+		{"", `{"productCode":"p","endpoint":5,` + dims + `}`, []string{"endpoint"}},
+		{"", `{"productCode":"p","region":"127.0.0.1:19999/x",` + dims + `}`, []string{"region"}},
+		{"", `{"productCode":"p","region":"us-east-1.attacker.example",` + dims + `}`, []string{"region"}},
+		{"", `{"productCode":"p","account":"not a slug",` + dims + `}`, []string{"account"}},
+		{"", `{"productCode":"p","account":7,` + dims + `}`, []string{"account"}},
 		{"", `{"productCode":"p","colour":"red",` + dims + `}`, []string{"colour"}},
 		{"", `{"productCode":"p","delay":"soon",` + dims + `}`, []string{"delay"}},
 		{"", `{"productCode":"p","delay":900,` + dims + `}`, []string{"delay"}},

@@ -23,8 +23,13 @@ import (
 type ExportDestination struct {
 	Name        string
 	ProductCode string
-	Region      string // AWS region; "" is the AWS SDK's default chain
-	Endpoint    string // replaces the AWS endpoint, e.g. a local test server
+	Region      string // AWS region; "" is the account's, else the AWS SDK's default chain
+	// Account names the AWS account, declared by the server's operator,
+	// that the records are sent with; "" on PutExport is the only one
+	// granted to the namespace. The operator grants each namespace its
+	// accounts and product codes: PutExport of another one fails with a
+	// 403 Problem naming account or productCode.
+	Account     string
 	StartHour   time.Time
 	Delay       time.Duration // after an hour ends, until it is frozen
 	Window      time.Duration // after an hour starts, while its record may be sent
@@ -58,7 +63,7 @@ type exportDestinationJSON struct {
 	Name          string            `json:"name,omitempty"`
 	ProductCode   string            `json:"productCode"`
 	Region        string            `json:"region,omitempty"`
-	Endpoint      string            `json:"endpoint,omitempty"`
+	Account       string            `json:"account,omitempty"`
 	StartHour     *time.Time        `json:"startHour,omitempty"`
 	Delay         string            `json:"delay,omitempty"`
 	Window        string            `json:"window,omitempty"`
@@ -73,7 +78,7 @@ type exportDestinationJSON struct {
 
 // MarshalJSON writes d as the API takes it.
 func (d ExportDestination) MarshalJSON() ([]byte, error) {
-	w := exportDestinationJSON{Name: d.Name, ProductCode: d.ProductCode, Region: d.Region, Endpoint: d.Endpoint,
+	w := exportDestinationJSON{Name: d.Name, ProductCode: d.ProductCode, Region: d.Region, Account: d.Account,
 		ZeroRecords: d.ZeroRecords, DryRun: d.DryRun, Dimensions: d.Dimensions, FrozenThrough: d.FrozenThrough}
 	for _, t := range []struct {
 		v   time.Time
@@ -101,7 +106,7 @@ func (d *ExportDestination) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*d = ExportDestination{Name: w.Name, ProductCode: w.ProductCode, Region: w.Region, Endpoint: w.Endpoint,
+	*d = ExportDestination{Name: w.Name, ProductCode: w.ProductCode, Region: w.Region, Account: w.Account,
 		ZeroRecords: w.ZeroRecords, DryRun: w.DryRun, Dimensions: w.Dimensions, FrozenThrough: w.FrozenThrough}
 	for _, t := range []struct {
 		v   *time.Time

@@ -42,7 +42,7 @@ func TestExports(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("PutExport = %v, %v", created, err)
 	}
-	if d.Name != "aws" || !d.StartHour.Equal(start) || d.Delay != 5*time.Minute || d.Window != 6*time.Hour || d.LateHorizon != 24*time.Hour ||
+	if d.Name != "aws" || d.Account != "default" || !d.StartHour.Equal(start) || d.Delay != 5*time.Minute || d.Window != 6*time.Hour || d.LateHorizon != 24*time.Hour ||
 		d.FrozenThrough != nil || d.CreatedAt.IsZero() || len(d.Dimensions) != 2 || d.Dimensions[0].Divide != "36" ||
 		d.Dimensions[0].Multiply != "1" || d.Dimensions[0].Rounding != "DOWN" || d.Dimensions[1].Multiply != "0.5" {
 		t.Fatalf("PutExport returned %+v", d)
@@ -63,6 +63,14 @@ func TestExports(t *testing.T) {
 		p.Errors[0].Field != "window" || p.Errors[1].Field != "dimensions[0].meterSlug" {
 		t.Fatalf("invalid PutExport: %v (%+v)", err, client.AsProblem(err))
 	}
+	// Only the accounts the operator granted the namespace: the implicit
+	// "default" here.
+	def.Account = "other"
+	_, _, err = c.PutExport(ctx, "aws", def)
+	if p := client.AsProblem(err); p == nil || p.Status != http.StatusForbidden || len(p.Errors) != 1 || p.Errors[0].Field != "account" {
+		t.Fatalf("PutExport with an account not granted: %v (%+v)", err, client.AsProblem(err))
+	}
+	def.Account = ""
 	if _, err := c.GetExport(ctx, "nope"); client.AsProblem(err) == nil || client.AsProblem(err).Status != http.StatusNotFound {
 		t.Fatalf("GetExport(nope): %v", err)
 	}

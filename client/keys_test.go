@@ -14,6 +14,7 @@ import (
 	"github.com/odometerhq/odometer/api"
 	"github.com/odometerhq/odometer/api/apitest"
 	"github.com/odometerhq/odometer/client"
+	"github.com/odometerhq/odometer/export"
 )
 
 // wantStatus fails unless err is a *client.Problem with status.
@@ -30,9 +31,15 @@ func TestKeys(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	var admin string
-	srv := apitest.Server(t, apitest.Key(&admin, "acme", client.ScopeAdmin))
+	// The operator grants namespace acme an AWS account, for PutExport.
+	accounts, err := export.NewAccounts([]export.Account{{Name: "acme-aws", Namespaces: []string{"acme"}, ProductCodes: []string{"p"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := apitest.Server(t, apitest.Key(&admin, "acme", client.ScopeAdmin),
+		apitest.Config(func(c *api.Config) { c.ExportAccounts = accounts }))
 
-	_, err := client.New(srv.URL).ListMeters(ctx)
+	_, err = client.New(srv.URL).ListMeters(ctx)
 	wantStatus(t, "no key", err, http.StatusUnauthorized)
 
 	c := client.New(srv.URL, client.WithAPIKey(admin))

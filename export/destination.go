@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -40,7 +39,8 @@ const (
 // a delay of 1s freezes an hour almost as soon as it ends.
 //
 // Normalize checks d alone; CheckMeters checks its dimensions against the
-// namespace's meters.
+// namespace's meters, and Accounts.Authorize whether the namespace may use
+// its account and product code.
 func Normalize(d *odometer.ExportDestination, now time.Time) error {
 	var fields []odometer.FieldError
 	bad := func(field, format string, args ...any) {
@@ -55,12 +55,12 @@ func Normalize(d *odometer.ExportDestination, now time.Time) error {
 	case len(d.ProductCode) > MaxNameLength:
 		bad("productCode", "longer than %d characters", MaxNameLength)
 	}
-	if strings.TrimSpace(d.Region) != d.Region {
-		bad("region", "must not have surrounding spaces; got %q", d.Region)
+	if err := CheckRegion(d.Region); err != nil {
+		bad("region", "%v", err)
 	}
-	if d.Endpoint != "" {
-		if u, err := url.Parse(d.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("endpoint", "must be an absolute http or https URL; got %q", d.Endpoint)
+	if d.Account != "" {
+		if reason := slugProblem(d.Account); reason != "" {
+			bad("account", "%s", reason)
 		}
 	}
 

@@ -47,7 +47,7 @@ func TestNormalizeDefaults(t *testing.T) {
 	d = validDestination()
 	d.Delay, d.Window, d.LateHorizon = time.Second, MaxWindow, MaxLateHorizon
 	d.StartHour = time.Date(2026, 1, 1, 2, 0, 0, 0, time.FixedZone("EET", 2*3600))
-	d.Endpoint, d.Region = "http://127.0.0.1:9999/aws", "us-east-1"
+	d.Account, d.Region = "seller", "us-gov-west-1"
 	if err := Normalize(d, now); err != nil {
 		t.Fatal(err)
 	}
@@ -71,10 +71,13 @@ func TestNormalizeErrors(t *testing.T) {
 		{"name too long", func(d *odometer.ExportDestination) { d.Name = strings.Repeat("a", 64) }, []string{"name"}, "1–63"},
 		{"no product", func(d *odometer.ExportDestination) { d.ProductCode = "" }, []string{"productCode"}, "required"},
 		{"long product", func(d *odometer.ExportDestination) { d.ProductCode = strings.Repeat("p", 256) }, []string{"productCode"}, "longer than 255"},
-		{"region spaces", func(d *odometer.ExportDestination) { d.Region = " us-east-1" }, []string{"region"}, "spaces"},
-		{"relative endpoint", func(d *odometer.ExportDestination) { d.Endpoint = "/aws" }, []string{"endpoint"}, "absolute"},
-		{"endpoint scheme", func(d *odometer.ExportDestination) { d.Endpoint = "ftp://host/" }, []string{"endpoint"}, "http or https"},
-		{"endpoint no host", func(d *odometer.ExportDestination) { d.Endpoint = "https://" }, []string{"endpoint"}, "absolute"},
+		// The region ends up in a host name: only the AWS form passes.
+		{"region spaces", func(d *odometer.ExportDestination) { d.Region = " us-east-1" }, []string{"region"}, "AWS region"},
+		{"region host", func(d *odometer.ExportDestination) { d.Region = "127.0.0.1:19999/x" }, []string{"region"}, `got "127.0.0.1:19999/x"`},
+		{"region dots", func(d *odometer.ExportDestination) { d.Region = "us-east-1.evil.example" }, []string{"region"}, "us-east-1 or us-gov-west-1"},
+		{"region capitals", func(d *odometer.ExportDestination) { d.Region = "US-EAST-1" }, []string{"region"}, "AWS region"},
+		{"region no number", func(d *odometer.ExportDestination) { d.Region = "us-east" }, []string{"region"}, "AWS region"},
+		{"account not a slug", func(d *odometer.ExportDestination) { d.Account = "main account" }, []string{"account"}, "letters, digits"},
 		{"no dimensions", func(d *odometer.ExportDestination) { d.Dimensions = nil }, []string{"dimensions"}, "at least one"},
 		{"no dimension name", func(d *odometer.ExportDestination) { d.Dimensions[1].Dimension = "" }, []string{"dimensions[1].dimension"}, "required"},
 		{"long dimension name", func(d *odometer.ExportDestination) { d.Dimensions[0].Dimension = strings.Repeat("d", 256) },
@@ -102,11 +105,11 @@ func TestNormalizeErrors(t *testing.T) {
 			d.StartHour = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("IST", 5*3600+1800))
 		}, []string{"startHour"}, "2025-12-31T18:30:00Z"},
 		{"every field at once", func(d *odometer.ExportDestination) {
-			d.Name, d.ProductCode, d.Endpoint = "-x", "", "nope"
+			d.Name, d.ProductCode, d.Region = "-x", "", "nope"
 			d.Dimensions[0] = odometer.ExportDimension{Multiply: dec("-1"), Divide: dec("-1"), Rounding: "UP"}
 			d.Delay, d.Window, d.LateHorizon = -1, 48*time.Hour, time.Minute
 			d.StartHour = time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
-		}, []string{"name", "productCode", "endpoint", "dimensions[0].dimension", "dimensions[0].meterSlug",
+		}, []string{"name", "productCode", "region", "dimensions[0].dimension", "dimensions[0].meterSlug",
 			"dimensions[0].multiply", "dimensions[0].divide", "dimensions[0].rounding", "delay", "window", "lateHorizon", "startHour"}, ""},
 	}
 	for _, tt := range tests {

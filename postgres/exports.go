@@ -71,7 +71,7 @@ func (s *Store) PutExportDestination(ctx context.Context, d *odometer.ExportDest
 			tag, err := tx.Exec(ctx, `INSERT INTO export_destinations (`+destinationColumns+`)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL)
 				ON CONFLICT (namespace, name) DO NOTHING`,
-				d.Namespace, d.Name, d.ProductCode, d.Region, d.Endpoint, dims, d.StartHour,
+				d.Namespace, d.Name, d.ProductCode, d.Region, d.Account, dims, d.StartHour,
 				int64(d.Delay), int64(d.Window), int64(d.LateHorizon), d.ZeroRecords, d.DryRun, d.CreatedAt, d.UpdatedAt)
 			if err != nil {
 				return err
@@ -79,11 +79,11 @@ func (s *Store) PutExportDestination(ctx context.Context, d *odometer.ExportDest
 			if created = tag.RowsAffected() == 1; created {
 				return nil
 			}
-			tag, err = tx.Exec(ctx, `UPDATE export_destinations SET product_code = $3, region = $4, endpoint = $5,
+			tag, err = tx.Exec(ctx, `UPDATE export_destinations SET product_code = $3, region = $4, account = $5,
 				dimensions = $6, start_hour = $7, delay_ns = $8, window_ns = $9, late_horizon_ns = $10,
 				zero_records = $11, dry_run = $12, updated_at = $13
 				WHERE namespace = $1 AND name = $2`,
-				d.Namespace, d.Name, d.ProductCode, d.Region, d.Endpoint, dims, d.StartHour,
+				d.Namespace, d.Name, d.ProductCode, d.Region, d.Account, dims, d.StartHour,
 				int64(d.Delay), int64(d.Window), int64(d.LateHorizon), d.ZeroRecords, d.DryRun, d.UpdatedAt)
 			if err != nil {
 				return err
@@ -152,7 +152,10 @@ func (s *Store) DeleteExportDestination(ctx context.Context, namespace, name str
 	})
 }
 
-const destinationColumns = `namespace, name, product_code, region, endpoint, dimensions, start_hour,
+// destinationColumns are the columns of an ExportDestination. The legacy
+// endpoint column is not among them: it is never read, and new rows get
+// its default (0007).
+const destinationColumns = `namespace, name, product_code, region, account, dimensions, start_hour,
 	delay_ns, window_ns, late_horizon_ns, zero_records, dry_run, created_at, updated_at, frozen_through`
 
 func scanDestinations(rows pgx.Rows, err error) ([]*odometer.ExportDestination, error) {
@@ -166,7 +169,7 @@ func scanDestinations(rows pgx.Rows, err error) ([]*odometer.ExportDestination, 
 		var dims []byte
 		var delay, window, horizon int64
 		var frozen *time.Time
-		if err := rows.Scan(&d.Namespace, &d.Name, &d.ProductCode, &d.Region, &d.Endpoint, &dims, &d.StartHour,
+		if err := rows.Scan(&d.Namespace, &d.Name, &d.ProductCode, &d.Region, &d.Account, &dims, &d.StartHour,
 			&delay, &window, &horizon, &d.ZeroRecords, &d.DryRun, &d.CreatedAt, &d.UpdatedAt, &frozen); err != nil {
 			return nil, &noRetryError{err}
 		}

@@ -40,18 +40,19 @@ func (s *Store) PutExportDestination(ctx context.Context, d *odometer.ExportDest
 		}
 		created = n == 0
 		if created {
-			_, err := tx.ExecContext(ctx, `INSERT INTO export_destinations (`+destinationColumns+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
-				d.Namespace, d.Name, d.ProductCode, d.Region, d.Endpoint, dims, d.StartHour.UnixMicro(),
+			// endpoint is a column of old, never read (0007): '' fills it.
+			_, err := tx.ExecContext(ctx, `INSERT INTO export_destinations (endpoint, `+destinationColumns+`)
+				VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+				d.Namespace, d.Name, d.ProductCode, d.Region, d.Account, dims, d.StartHour.UnixMicro(),
 				int64(d.Delay), int64(d.Window), int64(d.LateHorizon), d.ZeroRecords, d.DryRun,
 				d.CreatedAt.UnixMicro(), d.UpdatedAt.UnixMicro())
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE export_destinations SET product_code = ?, region = ?, endpoint = ?,
+		_, err := tx.ExecContext(ctx, `UPDATE export_destinations SET product_code = ?, region = ?, account = ?,
 			dimensions = ?, start_hour = ?, delay_ns = ?, window_ns = ?, late_horizon_ns = ?, zero_records = ?,
 			dry_run = ?, updated_at = ?
 			WHERE namespace = ? AND name = ?`,
-			d.ProductCode, d.Region, d.Endpoint, dims, d.StartHour.UnixMicro(),
+			d.ProductCode, d.Region, d.Account, dims, d.StartHour.UnixMicro(),
 			int64(d.Delay), int64(d.Window), int64(d.LateHorizon), d.ZeroRecords, d.DryRun, d.UpdatedAt.UnixMicro(),
 			d.Namespace, d.Name)
 		return err
@@ -115,7 +116,9 @@ func (s *Store) DeleteExportDestination(ctx context.Context, namespace, name str
 	return wrapOp(fmt.Sprintf("delete export destination %q", name), err)
 }
 
-const destinationColumns = `namespace, name, product_code, region, endpoint, dimensions, start_hour,
+// destinationColumns are the columns of an ExportDestination. The legacy
+// endpoint column is not among them: it is never read (0007).
+const destinationColumns = `namespace, name, product_code, region, account, dimensions, start_hour,
 	delay_ns, window_ns, late_horizon_ns, zero_records, dry_run, created_at, updated_at, frozen_through`
 
 func scanDestinations(rows *sql.Rows) ([]*odometer.ExportDestination, error) {
@@ -126,7 +129,7 @@ func scanDestinations(rows *sql.Rows) ([]*odometer.ExportDestination, error) {
 		var dims sql.NullString
 		var start, delay, window, horizon, created, updated int64
 		var frozen sql.NullInt64
-		if err := rows.Scan(&d.Namespace, &d.Name, &d.ProductCode, &d.Region, &d.Endpoint, &dims, &start,
+		if err := rows.Scan(&d.Namespace, &d.Name, &d.ProductCode, &d.Region, &d.Account, &dims, &start,
 			&delay, &window, &horizon, &d.ZeroRecords, &d.DryRun, &created, &updated, &frozen); err != nil {
 			return nil, err
 		}

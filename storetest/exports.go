@@ -203,7 +203,7 @@ func testExportDestinations(t *testing.T, s odometer.Store) {
 	}
 
 	full := exportDestination("ns", "aws")
-	full.Region, full.Endpoint = "eu-west-1", "http://127.0.0.1:4566/héllo"
+	full.Region, full.Account = "eu-west-1", "seller-héllo"
 	full.Dimensions = []odometer.ExportDimension{
 		{Dimension: "Tokens", MeterSlug: "tokens", GroupBy: map[string]string{"model": "gpt-4", "region": "eu"},
 			Multiply: xdec("0.000000000000000001"), Divide: xdec("999999999999999999999.999999999999999999"), Rounding: "HALF_UP"},
@@ -265,7 +265,8 @@ func testExportDestinations(t *testing.T, s odometer.Store) {
 		t.Errorf("ListExportDestinations(ns) (-want +got):\n%s", diff)
 	}
 
-	// Replacing keeps CreatedAt and FrozenThrough.
+	// Replacing keeps CreatedAt and FrozenThrough; it replaces the AWS
+	// account too (here with "").
 	mustFreeze(t, s, exportFreeze(full, xhour(0)))
 	replaced := exportDestination("ns", "aws")
 	replaced.ProductCode, replaced.Region = "prod-2", "us-west-2"

@@ -58,11 +58,23 @@ import (
 //	    aggregation: SUM
 //	    valueProperty: $.tokens
 //	    groupBy: {model: $.model}
-//	exports:                          # AWS Marketplace destinations (docs/export-aws.md)
+//	aws:                              # who may export to AWS with what (docs/export-aws.md)
+//	  accounts:                       # none: one account "default", the SDK's default
+//	                                  # chain, for namespace default and any product code
+//	    - name: main                  # a slug, unique; destinations name it as account
+//	      namespaces: [default, tenant-a]  # required: who may export with it
+//	      productCodes: [prod-abc123] # required: what they may meter; "*": any
+//	      region: us-east-1           # default region of its destinations
+//	      profile: seller             # shared config profile; default: the SDK's chain
+//	      roleArn: arn:aws:iam::123456789012:role/odometer  # assumed with STS
+//	      externalId: tenant-a        # with roleArn
+//	      endpoint: http://127.0.0.1:4566     # replaces the AWS endpoint (tests)
+//	      stsEndpoint: http://127.0.0.1:4566  # replaces the STS endpoint (tests)
+//	exports:                          # AWS Marketplace destinations of namespace default
 //	  - name: aws                     # a slug, unique
-//	    productCode: prod-abc123      # required
-//	    region: us-east-1             # default: the AWS SDK's chain
-//	    endpoint: http://127.0.0.1:4566  # replaces the AWS endpoint (tests)
+//	    productCode: prod-abc123      # required; allowed by the account
+//	    account: main                 # default: the only account granted to default
+//	    region: us-east-1             # default: the account's, else the SDK's chain
 //	    startHour: 2026-03-01T00:00:00Z  # first UTC hour exported; default: the
 //	                                  # destination's, or the hour it is created in
 //	    delay: 15m                    # hour end → freeze (above 0, at most 6h)
@@ -108,10 +120,13 @@ type fileConfig struct {
 		CommitBatchEvents *scalar `yaml:"commitBatchEvents"`
 		QueueEvents       *scalar `yaml:"queueEvents"`
 	} `yaml:"ingest"`
-	UsageCacheHours *scalar        `yaml:"usageCacheHours"`
-	NoExport        *scalar        `yaml:"noExport"`
-	ExportInterval  *scalar        `yaml:"exportInterval"`
-	Meters          []configMeter  `yaml:"meters"`
+	UsageCacheHours *scalar       `yaml:"usageCacheHours"`
+	NoExport        *scalar       `yaml:"noExport"`
+	ExportInterval  *scalar       `yaml:"exportInterval"`
+	Meters          []configMeter `yaml:"meters"`
+	AWS             struct {
+		Accounts []configAccount `yaml:"accounts"`
+	} `yaml:"aws"`
 	Exports         []configExport `yaml:"exports"`
 	Keys            []configKey    `yaml:"keys"`
 	Insecure        *scalar        `yaml:"insecure"`
@@ -145,14 +160,32 @@ type configMeter struct {
 	EventFrom     *time.Time          `yaml:"eventFrom"`
 }
 
+// configAccount is an AWS account the operator declares (aws.accounts),
+// with the field names of export.Account. Values are kept with their lines,
+// for error messages.
+type configAccount struct {
+	Name         *scalar  `yaml:"name"`
+	Namespaces   []scalar `yaml:"namespaces"`
+	ProductCodes []scalar `yaml:"productCodes"`
+	Region       *scalar  `yaml:"region"`
+	Profile      *scalar  `yaml:"profile"`
+	RoleARN      *scalar  `yaml:"roleArn"`
+	ExternalID   *scalar  `yaml:"externalId"`
+	Endpoint     *scalar  `yaml:"endpoint"`
+	STSEndpoint  *scalar  `yaml:"stsEndpoint"`
+}
+
 // configExport is an export destination with its customers, with the
 // field names of the API. Durations, decimals and the start hour are kept
 // as text, to be parsed as the API parses them.
 type configExport struct {
-	Name        string            `yaml:"name"`
-	ProductCode string            `yaml:"productCode"`
-	Region      string            `yaml:"region"`
-	Endpoint    string            `yaml:"endpoint"`
+	Name        string `yaml:"name"`
+	ProductCode string `yaml:"productCode"`
+	Region      string `yaml:"region"`
+	Account     string `yaml:"account"`
+	// Endpoint is refused with a pointer to aws.accounts[].endpoint,
+	// where it belongs now, rather than as an unknown key.
+	Endpoint    *scalar           `yaml:"endpoint"`
 	StartHour   *scalar           `yaml:"startHour"`
 	Delay       *scalar           `yaml:"delay"`
 	Window      *scalar           `yaml:"window"`
@@ -251,6 +284,9 @@ type loadedConfig struct {
 	meters   []*odometer.Meter  // validated
 	exports  []*exportDef       // validated
 	keys     []*odometer.APIKey // validated
+	// accounts are aws.accounts, validated; export.DefaultAccounts() if
+	// the file declares none.
+	accounts *export.Accounts
 }
 
 // loadConfigFile reads and checks the config file at path.
@@ -357,7 +393,12 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		seen[m.Slug] = true
 		lc.meters = append(lc.meters, m)
 	}
-	lines := exportLines(b)
+	accounts, err := parseAccounts(fc.AWS.Accounts, itemLines(b, "aws", "accounts"))
+	if err != nil {
+		return nil, err
+	}
+	lc.accounts = accounts
+	lines := itemLines(b, "exports")
 	names := map[string]int{}
 	for i, ce := range fc.Exports {
 		def, err := ce.parse(time.Now())
@@ -394,8 +435,11 @@ func (ce *configExport) parse(now time.Time) (*exportDef, error) {
 		}
 		fields = append(fields, odometer.FieldError{Index: -1, Field: field, Reason: reason})
 	}
-	d := &odometer.ExportDestination{Name: ce.Name, ProductCode: ce.ProductCode, Region: ce.Region, Endpoint: ce.Endpoint,
+	d := &odometer.ExportDestination{Name: ce.Name, ProductCode: ce.ProductCode, Region: ce.Region, Account: ce.Account,
 		ZeroRecords: ce.ZeroRecords, DryRun: ce.DryRun}
+	if ce.Endpoint != nil {
+		bad("endpoint", ce.Endpoint.line, "is set per AWS account now: move it to aws.accounts[].endpoint and name the account with account")
+	}
 	if ce.StartHour != nil {
 		t, err := time.Parse(time.RFC3339, ce.StartHour.value)
 		if err != nil {
@@ -496,29 +540,111 @@ func (ce *configExport) parse(now time.Time) (*exportDef, error) {
 	return def, nil
 }
 
-// exportLines returns the line of each item of the file's exports list,
-// for error messages.
-func exportLines(b []byte) []int {
+// itemLines returns the line of each item of the file's list at path
+// (keys of nested mappings, e.g. "aws", "accounts"), for error messages.
+func itemLines(b []byte, path ...string) []int {
 	var doc yaml.Node
 	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
 		return nil
 	}
-	top := doc.Content[0]
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		if top.Content[i].Value != "exports" {
-			continue
+	n := doc.Content[0]
+	for _, key := range path {
+		var next *yaml.Node
+		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
 		}
-		var lines []int
-		for _, item := range top.Content[i+1].Content {
-			lines = append(lines, item.Line)
+		if next == nil {
+			return nil
 		}
-		return lines
+		n = next
 	}
-	return nil
+	var lines []int
+	for _, item := range n.Content {
+		lines = append(lines, item.Line)
+	}
+	return lines
+}
+
+// parseAccounts checks the file's aws.accounts (export.NewAccounts); none
+// declared is the implicit default (export.DefaultAccounts). Its error
+// names each bad key as aws.accounts[1].namespaces[0], with its line.
+// items holds each account's line.
+func parseAccounts(cas []configAccount, items []int) (*export.Accounts, error) {
+	if len(cas) == 0 {
+		return export.DefaultAccounts(), nil
+	}
+	lines := map[string]int{} // by field, as export.NewAccounts names it
+	val := func(field string, v *scalar) string {
+		if v == nil {
+			return ""
+		}
+		lines[field] = v.line
+		return v.value
+	}
+	list := func(field string, vs []scalar) []string {
+		out := make([]string, len(vs))
+		for j := range vs {
+			out[j] = val(fmt.Sprintf("%s[%d]", field, j), &vs[j])
+		}
+		return out
+	}
+	accts := make([]export.Account, len(cas))
+	for i, ca := range cas {
+		f := func(name string) string { return fmt.Sprintf("accounts[%d].%s", i, name) }
+		if i < len(items) {
+			lines[fmt.Sprintf("accounts[%d]", i)] = items[i]
+		}
+		accts[i] = export.Account{
+			Name:         val(f("name"), ca.Name),
+			Namespaces:   list(f("namespaces"), ca.Namespaces),
+			ProductCodes: list(f("productCodes"), ca.ProductCodes),
+			Region:       val(f("region"), ca.Region),
+			Profile:      val(f("profile"), ca.Profile),
+			RoleARN:      val(f("roleArn"), ca.RoleARN),
+			ExternalID:   val(f("externalId"), ca.ExternalID),
+			Endpoint:     val(f("endpoint"), ca.Endpoint),
+			STSEndpoint:  val(f("stsEndpoint"), ca.STSEndpoint),
+		}
+	}
+	as, err := export.NewAccounts(accts)
+	if err == nil {
+		return as, nil
+	}
+	var msgs []string
+	for _, fe := range odometer.ErrorFields(err) {
+		// A key left out has no line: the account's item has.
+		field := fe.Field
+		line, ok := lines[field]
+		for !ok && field != "" {
+			field = field[:max(strings.LastIndexAny(field, ".["), 0)]
+			line, ok = lines[field]
+		}
+		m := "aws." + fe.Field + ": "
+		if ok {
+			m += fmt.Sprintf("line %d: ", line)
+		}
+		// Reasons that point at another account's field name it as the
+		// file does, too.
+		msgs = append(msgs, m+strings.ReplaceAll(fe.Reason, "accounts[", "aws.accounts["))
+	}
+	return nil, fmt.Errorf("invalid AWS accounts: %s", strings.Join(msgs, "; "))
+}
+
+// logAccounts says at start-up who may export to AWS with what.
+func logAccounts(log *slog.Logger, accounts *export.Accounts) {
+	for _, a := range accounts.List() {
+		log.Info("AWS account", "account", a.Name, "namespaces", a.Namespaces, "productCodes", a.ProductCodes,
+			"profile", a.Profile, "roleArn", a.RoleARN, "endpoint", a.Endpoint)
+	}
 }
 
 // syncExports makes the export destinations and customers of namespace
-// "default" match the config, after syncMeters: a destination is created
+// "default" match the config, after syncMeters. Each destination must be
+// allowed its account and product code by accounts, as through the API
+// (export.Accounts.Authorize); the account it names, or the only one
+// granted, is stored. A destination is created
 // or its definition replaced (what is frozen stays), and each listed
 // customer mapping is created or replaced. Unchanged ones are not written.
 // A customer without from keeps the mapping's; a from that changes the
@@ -526,13 +652,18 @@ func exportLines(b []byte) []int {
 // Every dimension must name a SUM or COUNT meter with its group-by keys
 // (export.CheckMeters). Destinations and customers absent from the config
 // are left alone, as meters are.
-func syncExports(ctx context.Context, store odometer.Store, defs []*exportDef, now time.Time, log *slog.Logger) error {
+func syncExports(ctx context.Context, store odometer.Store, defs []*exportDef, accounts *export.Accounts, now time.Time, log *slog.Logger) error {
 	const ns = "default"
 	now = now.UTC().Truncate(odometer.TimePrecision)
 	for _, def := range defs {
 		d := *def.Destination
 		d.Namespace = ns
 		d.Dimensions = slices.Clone(d.Dimensions) // CheckMeters may rename meters
+		acct, err := accounts.Authorize(ns, d.Account, d.ProductCode, d.Region)
+		if err != nil {
+			return fmt.Errorf("export destination %q: %w", d.Name, err)
+		}
+		d.Account = acct.Name
 		old, err := store.FindExportDestination(ctx, ns, d.Name)
 		switch {
 		case odometer.ErrorCode(err) == odometer.ENOTFOUND:
@@ -605,7 +736,7 @@ func syncExports(ctx context.Context, store odometer.Store, defs []*exportDef, n
 
 // sameDestination reports whether a and b have the same definition.
 func sameDestination(a, b *odometer.ExportDestination) bool {
-	return a.ProductCode == b.ProductCode && a.Region == b.Region && a.Endpoint == b.Endpoint &&
+	return a.ProductCode == b.ProductCode && a.Region == b.Region && a.Account == b.Account &&
 		a.StartHour.Equal(b.StartHour) && a.Delay == b.Delay && a.Window == b.Window && a.LateHorizon == b.LateHorizon &&
 		a.ZeroRecords == b.ZeroRecords && a.DryRun == b.DryRun &&
 		slices.EqualFunc(a.Dimensions, b.Dimensions, func(x, y odometer.ExportDimension) bool {

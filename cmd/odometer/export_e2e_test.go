@@ -13,8 +13,9 @@ import (
 )
 
 // The exporter inside "odometer serve": usage ingested over HTTP for the
-// last three hours is frozen, sent to a local AWS stand-in through the
-// SDK's default credential chain, and shown by "odometer export status"
+// last three hours is frozen, sent to a local AWS stand-in (the endpoint
+// of the config file's AWS account) through the SDK's default credential
+// chain, and shown by "odometer export status"
 // and "odometer export records". Not parallel: the AWS SDK reads its
 // credentials from the process environment.
 func TestServeExportsUsage(t *testing.T) {
@@ -29,11 +30,12 @@ func TestServeExportsUsage(t *testing.T) {
 	config := fmt.Sprintf(`
 meters:
   - {slug: seconds, eventType: run, aggregation: SUM, valueProperty: $.s}
+aws:
+  accounts:
+    - {name: main, namespaces: [default], productCodes: [prod-e2e], region: us-east-1, endpoint: %s}
 exports:
   - name: aws
     productCode: prod-e2e
-    region: us-east-1
-    endpoint: %s
     startHour: %s
     delay: 1s
     dimensions:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/sqlite"
 )
 
@@ -156,14 +157,14 @@ func TestSyncExports(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := syncExports(ctx, store, lc.exports, t1, log); err != nil {
+	if err := syncExports(ctx, store, lc.exports, lc.accounts, t1, log); err != nil {
 		t.Fatal(err)
 	}
 	d, err := store.FindExportDestination(ctx, "default", "aws")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.ProductCode != "prod-abc" || !d.StartHour.Equal(t1.Truncate(time.Hour)) || d.Delay != 5*time.Minute || !d.DryRun ||
+	if d.ProductCode != "prod-abc" || d.Account != "default" || !d.StartHour.Equal(t1.Truncate(time.Hour)) || d.Delay != 5*time.Minute || !d.DryRun ||
 		!d.CreatedAt.Equal(t1) || len(d.Dimensions) != 2 || d.Dimensions[1].Divide.String() != "3600" {
 		t.Fatalf("created %+v", d)
 	}
@@ -177,7 +178,7 @@ func TestSyncExports(t *testing.T) {
 	if err := store.FreezeExportHour(ctx, &odometer.ExportFreeze{Namespace: "default", Destination: "aws", Hour: d.StartHour}); err != nil {
 		t.Fatal(err)
 	}
-	if err := syncExports(ctx, store, lc.exports, t2, log); err != nil {
+	if err := syncExports(ctx, store, lc.exports, lc.accounts, t2, log); err != nil {
 		t.Fatal(err)
 	}
 	again, err := store.FindExportDestination(ctx, "default", "aws")
@@ -199,7 +200,7 @@ func TestSyncExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc.exports[0].Customers = lc.exports[0].Customers[:1] // beta is no longer listed
-	if err := syncExports(ctx, store, lc.exports, t3, log); err != nil {
+	if err := syncExports(ctx, store, lc.exports, lc.accounts, t3, log); err != nil {
 		t.Fatal(err)
 	}
 	got, err := store.FindExportDestination(ctx, "default", "aws")
@@ -228,7 +229,7 @@ func TestSyncExports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = syncExports(ctx, store, lc.exports, t3, log)
+		err = syncExports(ctx, store, lc.exports, lc.accounts, t3, log)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v; want %q", yaml, err, want)
 		}
@@ -283,7 +284,7 @@ exports:
 		return cs
 	}
 
-	if err := syncExports(ctx, store, config(", from: '2026-03-01T10:00:00+02:00'"), t1, log); err != nil {
+	if err := syncExports(ctx, store, config(", from: '2026-03-01T10:00:00+02:00'"), export.DefaultAccounts(), t1, log); err != nil {
 		t.Fatal(err)
 	}
 	if cs := customers(); !cs[0].From.Equal(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)) || cs[0].From.Location() != time.UTC || !cs[1].From.IsZero() {
@@ -293,7 +294,7 @@ exports:
 	// nothing.
 	t2 := t1.Add(72 * time.Hour)
 	for _, acme := range []string{", from: 2026-03-01T08:00:00Z", ""} {
-		if err := syncExports(ctx, store, config(acme), t2, log); err != nil {
+		if err := syncExports(ctx, store, config(acme), export.DefaultAccounts(), t2, log); err != nil {
 			t.Fatalf("from %q three days on: %v", acme, err)
 		}
 		if cs := customers(); !cs[0].From.Equal(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)) || !cs[0].UpdatedAt.Equal(t1) {
@@ -305,11 +306,11 @@ exports:
 		", from: 2026-03-03T09:00:00Z": `customer of subject "acme": from: 2026-03-03T09:00:00Z is more than the destination's lateHorizon (24h)`,
 		", from: 2026-03-04T11:00:00Z": `customer of subject "acme": from: 2026-03-04T11:00:00Z is after the current hour`,
 	} {
-		if err := syncExports(ctx, store, config(acme), t2, log); err == nil || !strings.Contains(err.Error(), want) {
+		if err := syncExports(ctx, store, config(acme), export.DefaultAccounts(), t2, log); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("from %q: %v; want an error containing %q", acme, err, want)
 		}
 	}
-	if err := syncExports(ctx, store, config(", from: 2026-03-03T10:00:00Z"), t2, log); err != nil {
+	if err := syncExports(ctx, store, config(", from: 2026-03-03T10:00:00Z"), export.DefaultAccounts(), t2, log); err != nil {
 		t.Fatal(err)
 	}
 	if cs := customers(); !cs[0].From.Equal(time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC)) || !cs[0].UpdatedAt.Equal(t2) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/odometerhq/odometer/export"
 )
 
 // mapEnv is a getenv over a map.
@@ -119,6 +121,12 @@ metricsAddr: 127.0.0.1:9464
 				t.Errorf("meters = %v; want none", got.Meters)
 			}
 			got.Meters = nil
+			// Neither the flags nor this file declare AWS accounts: the
+			// implicit default (TestAccountsConfig reads them).
+			if as := got.Accounts.List(); len(as) != 1 || as[0].Name != export.DefaultAccountName {
+				t.Errorf("accounts = %+v; want the implicit default", as)
+			}
+			got.Accounts = nil
 			if diff := cmp.Diff(tt.want, *got); diff != "" {
 				t.Errorf("config mismatch (-want +got):\n%s", diff)
 			}

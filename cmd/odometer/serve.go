@@ -53,7 +53,10 @@ type serveConfig struct {
 	// Meters are the meters the config file declares, validated.
 	Meters []*odometer.Meter
 	// Exports are the export destinations the config file declares.
-	Exports        []*exportDef
+	Exports []*exportDef
+	// Accounts are the AWS accounts the config file declares, and what
+	// they grant (export.DefaultAccounts() if it declares none).
+	Accounts       *export.Accounts
 	NoExport       bool
 	ExportInterval time.Duration
 	// Keys are the API keys the config file declares by hash.
@@ -124,7 +127,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 // command line, else from $ODOMETER_<FLAG>, else from the config file, else
 // its default.
 func parseServeConfig(e *env, args []string) (*serveConfig, error) {
-	c := &serveConfig{}
+	c := &serveConfig{Accounts: export.DefaultAccounts()}
 	fs := newFlagSet(e, "serve", "serve [flags]", allFlags)
 	serveFlags(fs, c)
 	args, err := parseFlags(fs, args, e.getenv, allFlags)
@@ -155,6 +158,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 		}
 		c.Meters = fc.meters
 		c.Exports = fc.exports
+		c.Accounts = fc.accounts
 		c.Keys = fc.keys
 	}
 	var bad []string
@@ -239,7 +243,8 @@ func serveStore(ctx context.Context, cfg *serveConfig, log *slog.Logger, store o
 	if err := syncMeters(ctx, store, cfg.Meters, time.Now(), log); err != nil {
 		return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
 	}
-	if err := syncExports(ctx, store, cfg.Exports, time.Now(), log); err != nil {
+	logAccounts(log, cfg.Accounts)
+	if err := syncExports(ctx, store, cfg.Exports, cfg.Accounts, time.Now(), log); err != nil {
 		return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
 	}
 	if err := syncKeys(ctx, store, cfg.Keys, time.Now(), log); err != nil {
@@ -299,6 +304,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		},
 		Now:             time.Now,
 		Rollups:         rollups,
+		ExportAccounts:  cfg.Accounts,
 		Open:            open,
 		IngestRate:      cfg.RateIngest,
 		QueryRate:       cfg.RateQuery,
@@ -322,7 +328,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 	ln = conns
 	if !cfg.NoExport {
 		exp, err := exporter.New(exporter.Config{
-			Store: store, Rollups: rollups, Interval: cfg.ExportInterval,
+			Store: store, Rollups: rollups, Accounts: cfg.Accounts, Interval: cfg.ExportInterval,
 			Logger: log.With("component", "exporter"), Registerer: reg,
 		})
 		if err != nil {

@@ -61,6 +61,9 @@ type Sender struct {
 // exporter retries with its outbox, so that every retry sends the same
 // frozen records.
 func New(cfg aws.Config, productCode, endpoint string) *Sender {
+	if cfg.Credentials != nil {
+		cfg.Credentials = credentials{cfg.Credentials}
+	}
 	api := marketplacemetering.NewFromConfig(cfg, func(o *marketplacemetering.Options) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
@@ -128,9 +131,34 @@ func (s *Sender) Send(ctx context.Context, recs []Record) ([]Result, error) {
 	return res, nil
 }
 
+// CredentialsError is a failure to get the credentials a call is signed
+// with, such as STS refusing to let a role be assumed. The call never
+// reached AWS Marketplace, so it is retryable, whatever AWS error it holds:
+// nothing about the records was refused.
+type CredentialsError struct{ Err error }
+
+func (e *CredentialsError) Error() string { return "get AWS credentials: " + e.Err.Error() }
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// credentials marks the failures of a credentials provider as
+// CredentialsError.
+type credentials struct{ aws.CredentialsProvider }
+
+func (c credentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := c.CredentialsProvider.Retrieve(ctx)
+	if err != nil {
+		return creds, &CredentialsError{Err: err}
+	}
+	return creds, nil
+}
+
 // Retryable reports whether a failed call may succeed unchanged later:
-// throttling, AWS's internal errors, 5xx answers and network failures.
+// throttling, AWS's internal errors, 5xx answers, network failures and
+// failures to get credentials (CredentialsError).
 func Retryable(err error) bool {
+	if ce := (*CredentialsError)(nil); errors.As(err, &ce) {
+		return true
+	}
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
 		return !errors.Is(err, context.Canceled) // no answer: a network failure

@@ -1,6 +1,7 @@
 package awsmp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go"
 
 	"github.com/odometerhq/odometer/export/awsmp/awsmptest"
 )
@@ -238,5 +242,33 @@ func TestOwnBodySurvivesEarlyClose(t *testing.T) {
 	}
 	if sent != `{"UsageRecords":[]}` {
 		t.Fatalf("sent %q", sent)
+	}
+}
+
+// Credentials that cannot be had, even with an AWS error inside (STS
+// refusing a role), fail the call retryably and send nothing: no record
+// was refused.
+func TestCredentialsFailureIsRetryable(t *testing.T) {
+	t.Parallel()
+	srv := awsmptest.Start(t, "prod-1")
+	cfg := awsmptest.Config()
+	cfg.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{}, &smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized to perform sts:AssumeRole"}
+	})
+	s := New(cfg, "prod-1", srv.URL)
+	_, err := s.Send(t.Context(), records(3))
+	var ce *CredentialsError
+	if !errors.As(err, &ce) || !Retryable(err) || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("Send without credentials: %v (retryable %v)", err, Retryable(err))
+	}
+	if _, ok := Rejected(err); ok {
+		t.Errorf("Rejected(%v) = true", err)
+	}
+	if n := len(srv.Calls()); n != 0 {
+		t.Errorf("%d calls reached the service", n)
+	}
+	out, done, err := s.SendIsolating(t.Context(), records(3))
+	if err == nil || done[0] || out[0].Status == Rejection {
+		t.Errorf("SendIsolating without credentials: %v, %v, %v", out, done, err)
 	}
 }

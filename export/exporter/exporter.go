@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/odometerhq/odometer"
@@ -30,10 +29,17 @@ import (
 type Config struct {
 	Store   odometer.Store
 	Rollups *odometer.Rollups // nil: usage is read from events
-	// NewSender builds a destination's sender. nil: the AWS SDK's default
-	// configuration chain (environment, shared files, instance roles),
-	// with the destination's region and endpoint.
-	NewSender func(ctx context.Context, d *odometer.ExportDestination) (*awsmp.Sender, error)
+	// Accounts are the operator's AWS accounts (nil:
+	// export.DefaultAccounts()). Every round checks each destination
+	// against them (Accounts.Authorize): a destination whose namespace may
+	// not use its account or product code is frozen but not sent, and
+	// its records stay pending until the grant is back or they expire.
+	Accounts *export.Accounts
+	// NewSender builds the sender of a product code in a region with an
+	// account. nil: NewAWSSender, the AWS SDK with the account's
+	// credentials and endpoints. It is called once per (account, product
+	// code, region) for the Exporter's life.
+	NewSender func(ctx context.Context, a *export.Account, productCode, region string) (*awsmp.Sender, error)
 	Now       func() time.Time // nil: time.Now
 	Interval  time.Duration    // between rounds; default 30 s
 	// Backoff of records AWS left unprocessed and of calls that failed
@@ -53,13 +59,13 @@ type Exporter struct {
 	metrics *metrics
 
 	mu      sync.Mutex
-	senders map[string]cachedSender
+	senders map[senderKey]*awsmp.Sender
 }
 
-type cachedSender struct {
-	updated time.Time
-	s       *awsmp.Sender
-}
+// senderKey is what a sender is built for. Accounts do not change during
+// an Exporter's life (the config file is read at start-up), so a sender
+// is built once.
+type senderKey struct{ account, productCode, region string }
 
 // New returns an Exporter; its metrics are registered on cfg.Registerer.
 func New(cfg Config) (*Exporter, error) {
@@ -79,7 +85,10 @@ func New(cfg Config) (*Exporter, error) {
 		cfg.MaxBackoff = max(cfg.MinBackoff, 10*time.Minute)
 	}
 	if cfg.NewSender == nil {
-		cfg.NewSender = defaultSender
+		cfg.NewSender = NewAWSSender
+	}
+	if cfg.Accounts == nil {
+		cfg.Accounts = export.DefaultAccounts()
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -89,19 +98,7 @@ func New(cfg Config) (*Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Exporter{cfg: cfg, log: log, metrics: m, senders: map[string]cachedSender{}}, nil
-}
-
-func defaultSender(ctx context.Context, d *odometer.ExportDestination) (*awsmp.Sender, error) {
-	var opts []func(*config.LoadOptions) error
-	if d.Region != "" {
-		opts = append(opts, config.WithRegion(d.Region))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
-	}
-	return awsmp.New(cfg, d.ProductCode, d.Endpoint), nil
+	return &Exporter{cfg: cfg, log: log, metrics: m, senders: map[senderKey]*awsmp.Sender{}}, nil
 }
 
 // Run runs a round every Interval until ctx ends. A failed round is
@@ -148,9 +145,23 @@ func (e *Exporter) Round(ctx context.Context) error {
 }
 
 func (e *Exporter) destination(ctx context.Context, d *odometer.ExportDestination) error {
+	// The grant is checked at every round, against the accounts of now:
+	// what the API or the config file checked when the destination was
+	// stored may have been taken away since (or the destination was
+	// stored before accounts existed).
+	acct, err := e.cfg.Accounts.Authorize(d.Namespace, d.Account, d.ProductCode, d.Region)
+	if err != nil {
+		e.metrics.forbidden.WithLabelValues(label(d)).Set(1)
+		e.log.Error("ALERT: export destination not sent: the operator's AWS accounts do not allow it; its records stay pending",
+			"destination", label(d), "account", d.Account, "productCode", d.ProductCode, "reason", odometer.ErrorMessage(err))
+	} else {
+		e.metrics.forbidden.WithLabelValues(label(d)).Set(0)
+	}
+	// Freezing stays local: hours keep being frozen, so that nothing is
+	// skipped when the grant is back.
 	freezeErr := e.freezeDue(ctx, d)
 	// Records frozen earlier are sent even if this round cannot freeze.
-	return errors.Join(freezeErr, e.sendDue(ctx, d))
+	return errors.Join(freezeErr, e.sendDue(ctx, d, acct))
 }
 
 func boolGauge(b bool) float64 {
@@ -408,9 +419,11 @@ func customerOf(r *odometer.ExportRecord) string {
 // sendBatch is how many due records one read takes.
 const sendBatch = 10 * awsmp.MaxBatch
 
-// sendDue sends the destination's due pending records, in calls of up to
-// 25, and stores each outcome; records past their time window expire.
-func (e *Exporter) sendDue(ctx context.Context, d *odometer.ExportDestination) error {
+// sendDue sends the destination's due pending records with acct, in calls
+// of up to 25, and stores each outcome; records past their time window
+// expire. With acct nil (not allowed) nothing is sent: the records stay
+// pending, and those past their window expire.
+func (e *Exporter) sendDue(ctx context.Context, d *odometer.ExportDestination, acct *export.Account) error {
 	if d.DryRun {
 		return nil
 	}
@@ -447,8 +460,16 @@ func (e *Exporter) sendDue(ctx context.Context, d *odometer.ExportDestination) e
 					"dimension", r.Dimension, "hour", r.Hour, "quantity", r.Quantity)
 			}
 		}
+		if acct == nil {
+			// Records are read oldest first: once one has not expired,
+			// none after it has.
+			if len(sendable) > 0 || len(recs) < sendBatch {
+				return nil
+			}
+			continue
+		}
 		for batch := range slices.Chunk(sendable, awsmp.MaxBatch) {
-			stop, err := e.send(ctx, d, batch)
+			stop, err := e.send(ctx, d, acct, batch)
 			if err != nil || stop {
 				return err
 			}
@@ -461,8 +482,8 @@ func (e *Exporter) sendDue(ctx context.Context, d *odometer.ExportDestination) e
 
 // send sends one batch and stores its outcomes. stop reports a retryable
 // failure: the rest waits for the backoff.
-func (e *Exporter) send(ctx context.Context, d *odometer.ExportDestination, batch []*odometer.ExportRecord) (stop bool, err error) {
-	sender, err := e.sender(ctx, d)
+func (e *Exporter) send(ctx context.Context, d *odometer.ExportDestination, acct *export.Account, batch []*odometer.ExportRecord) (stop bool, err error) {
+	sender, err := e.sender(ctx, acct, d.ProductCode, acct.DestinationRegion(d.Region))
 	if err != nil {
 		return true, err
 	}
@@ -542,19 +563,19 @@ func (e *Exporter) backoff(r *odometer.ExportRecord, now time.Time) {
 	e.metrics.retries.WithLabelValues(r.Namespace + "/" + r.Destination).Inc()
 }
 
-// sender returns the destination's sender, built again when the
-// destination changed.
-func (e *Exporter) sender(ctx context.Context, d *odometer.ExportDestination) (*awsmp.Sender, error) {
+// sender returns the sender of productCode in region with acct, built
+// at its first use.
+func (e *Exporter) sender(ctx context.Context, acct *export.Account, productCode, region string) (*awsmp.Sender, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key := label(d)
-	if c, ok := e.senders[key]; ok && c.updated.Equal(d.UpdatedAt) {
-		return c.s, nil
+	key := senderKey{acct.Name, productCode, region}
+	if s, ok := e.senders[key]; ok {
+		return s, nil
 	}
-	s, err := e.cfg.NewSender(ctx, d)
+	s, err := e.cfg.NewSender(ctx, acct, productCode, region)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("AWS account %q: %w", acct.Name, err)
 	}
-	e.senders[key] = cachedSender{updated: d.UpdatedAt, s: s}
+	e.senders[key] = s
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/export/awsmp"
 	"github.com/odometerhq/odometer/export/awsmp/awsmptest"
 	"github.com/odometerhq/odometer/export/exporter"
@@ -105,7 +107,7 @@ func newEnv(t *testing.T, store odometer.Store, change func(d *odometer.ExportDe
 		}
 	}
 	e.dest = &odometer.ExportDestination{
-		Namespace: "default", Name: "aws", ProductCode: product, Region: "us-east-1", Endpoint: e.aws.URL,
+		Namespace: "default", Name: "aws", ProductCode: product, Region: "us-east-1", Account: "main",
 		StartHour: base, Delay: 10 * time.Minute, Window: 6 * time.Hour, LateHorizon: 24 * time.Hour,
 		Dimensions: []odometer.ExportDimension{
 			{Dimension: "hours", MeterSlug: "seconds", GroupBy: map[string]string{"region": "eu"},
@@ -124,16 +126,32 @@ func newEnv(t *testing.T, store odometer.Store, change func(d *odometer.ExportDe
 	return e
 }
 
+// exporter returns an exporter of store whose one AWS account, "main",
+// grants namespace default the product (e.mainAccount).
 func (e *env) exporter(store odometer.Store, reg prometheus.Registerer) *exporter.Exporter {
+	return e.exporterWith(store, reg, accountsOf(e.t, e.mainAccount()), nil)
+}
+
+// mainAccount grants namespace default the product, at the stand-in.
+func (e *env) mainAccount() export.Account {
+	return export.Account{Name: "main", Namespaces: []string{"default"}, ProductCodes: []string{product}, Endpoint: e.aws.URL}
+}
+
+// exporterWith returns an exporter of store with accounts, logging to log
+// (nil: nowhere), that sends to each account's endpoint with static test
+// credentials.
+func (e *env) exporterWith(store odometer.Store, reg prometheus.Registerer, accounts *export.Accounts, log *slog.Logger) *exporter.Exporter {
 	x, err := exporter.New(exporter.Config{
-		Store:   store,
-		Rollups: odometer.NewRollups(10000),
-		NewSender: func(ctx context.Context, d *odometer.ExportDestination) (*awsmp.Sender, error) {
-			return awsmp.New(awsmptest.Config(), d.ProductCode, d.Endpoint), nil
+		Store:    store,
+		Rollups:  odometer.NewRollups(10000),
+		Accounts: accounts,
+		NewSender: func(ctx context.Context, a *export.Account, productCode, region string) (*awsmp.Sender, error) {
+			return awsmp.New(awsmptest.Config(), productCode, a.Endpoint), nil
 		},
 		Now:        e.clock.Now,
 		MinBackoff: time.Minute, MaxBackoff: 10 * time.Minute,
 		Registerer: reg,
+		Logger:     log,
 	})
 	if err != nil {
 		e.t.Fatal(err)

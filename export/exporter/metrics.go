@@ -7,6 +7,7 @@ type metrics struct {
 	calls         *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	frozenThrough *prometheus.GaugeVec
+	forbidden     *prometheus.GaugeVec
 	active        prometheus.Gauge
 }
 
@@ -28,13 +29,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "odometer_export_frozen_through_seconds",
 			Help: "End of the last hour frozen into the outbox, as a Unix time.",
 		}, []string{"destination"}),
+		forbidden: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "odometer_export_forbidden",
+			Help: "1 if the destination's last round found that the operator's AWS accounts do not allow its namespace its account or product code: nothing is sent.",
+		}, []string{"destination"}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "odometer_export_active",
 			Help: "1 if this node held the exporter lock in its last round.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.records, m.calls, m.retries, m.frozenThrough, m.active} {
+		for _, c := range []prometheus.Collector{m.records, m.calls, m.retries, m.frozenThrough, m.forbidden, m.active} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -3,7 +3,8 @@
 // endpoint override. It speaks the service's wire protocol (AWS JSON 1.1,
 // epoch-second timestamps, __type errors) and keeps what AWS keeps: each
 // (customer, dimension, hour) is metered once, and a record sent again is
-// answered DuplicateRecord.
+// answered DuplicateRecord. It records who signed each call (Signers).
+// STS (sts.go) stands in for STS's AssumeRole.
 package awsmptest
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +70,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	calls    int
+	signers  []Signer
 	bodies   [][]byte
 	sizes    []int
 	accepted map[Key]int32
@@ -81,6 +84,37 @@ func Start(t testing.TB, product string) *Server {
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
+}
+
+// Signer is who signed a call, as its SigV4 Authorization header and its
+// X-Amz-Security-Token say.
+type Signer struct {
+	KeyID         string // the access key id
+	Region        string // the credential scope's region
+	Service       string // the credential scope's service
+	SecurityToken string // the session token of temporary credentials
+}
+
+// signerOf parses "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/
+// aws-marketplace/aws4_request, SignedHeaders=…, Signature=…"; a header of
+// another form gives a zero Signer.
+func signerOf(r *http.Request) Signer {
+	auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ")
+	if !ok {
+		return Signer{}
+	}
+	for part := range strings.SplitSeq(auth, ",") {
+		cred, ok := strings.CutPrefix(strings.TrimSpace(part), "Credential=")
+		if !ok {
+			continue
+		}
+		scope := strings.Split(cred, "/")
+		if len(scope) != 5 {
+			return Signer{}
+		}
+		return Signer{KeyID: scope[0], Region: scope[2], Service: scope[3], SecurityToken: r.Header.Get("X-Amz-Security-Token")}
+	}
+	return Signer{}
 }
 
 // Config is an aws.Config with static test credentials.
@@ -112,6 +146,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	call := s.calls
 	s.calls++
+	s.signers = append(s.signers, signerOf(r))
 	s.bodies = append(s.bodies, body)
 	s.sizes = append(s.sizes, len(in.UsageRecords))
 	if in.ProductCode != s.ProductCode {
@@ -214,6 +249,13 @@ func (s *Server) Calls() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]int(nil), s.sizes...)
+}
+
+// Signers returns who signed each call, in order.
+func (s *Server) Signers() []Signer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Signer(nil), s.signers...)
 }
 
 // Bodies returns the request bodies, in order.

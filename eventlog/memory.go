@@ -11,7 +11,8 @@ type Memory struct {
 	// MemTables is Pebble's memtables (the mutable one, those waiting to be
 	// flushed and one kept for reuse), allocated outside the Go heap.
 	MemTables int64
-	// Filter is the identity filter, in the Go heap.
+	// Filter is the identity filter, mapped outside the Go heap (fixed by
+	// Options.FilterBytes).
 	Filter int64
 }
 

@@ -23,7 +23,7 @@ func registerMemoryMetrics(reg prometheus.Registerer, store odometer.Store) {
 			func() int64 { return s.events.Memory().BlockCache }},
 		{"odometer_eventlog_memtable_bytes", "Bytes of the event log's memtables (outside the Go heap).",
 			func() int64 { return s.events.Memory().MemTables }},
-		{"odometer_eventlog_identity_filter_bytes", "Bytes of the event log's in-memory identity filter (in the Go heap).",
+		{"odometer_eventlog_identity_filter_bytes", "Bytes of the event log's identity filter (mapped outside the Go heap; fixed by --identity-filter-bytes).",
 			func() int64 { return s.events.Memory().Filter }},
 	} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},

@@ -40,6 +40,10 @@ bench-e2e: ## end-to-end HTTP benchmarks against Odometer and the PostgreSQL bas
 bench-bodies: build ## server memory with 64 clients sending 16 MiB bodies (bench/bodies)
 	$(GO) run ./bench/bodies --bin bin/odometer
 
+.PHONY: bench-soak
+bench-soak: ## memory under 10 minutes of sustained ingestion: RSS every 30 s, PASS if flat after warm-up (bench/README.md)
+	bash bench/soak.sh
+
 .PHONY: fuzz
 fuzz: ## fuzz the event decoders, the JSONPath and decimal fast paths, JSON output and the event-log key codec, FUZZTIME each (default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEvents -fuzztime $(FUZZTIME) .

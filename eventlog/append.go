@@ -242,8 +242,8 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 			l.filter.add(b.hashes[i])
 		}
 	}
-	if l.filter.full() {
-		l.startFilter()
+	if l.filter.ready.Load() {
+		l.warnFilterFull()
 	}
 	return out, nil
 }

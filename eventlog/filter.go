@@ -19,17 +19,26 @@ import (
 // up as before. A Bloom filter has no false negatives, so the answer
 // "new" is always right, provided the filter holds every stored identity:
 // it only answers once a scan of the stored keys has finished (see
-// Log.buildFilter), and every append adds its identities.
+// Log.startFilter), and every append adds its identities.
 //
 // Each key sets filterProbes bits inside one 512-bit block (one cache
 // line), so a query costs one cache miss. At filterBitsPerKey bits per key
-// the false-positive rate is about 1–2%.
+// (its capacity) the false-positive rate is under 1%.
+//
+// Its size is fixed when the log is opened (Options.FilterBytes), so that
+// the memory it takes does not grow with the events stored. Past its
+// capacity it stays correct, with a false-positive rate that rises with
+// the identities it holds (TestIdentityFilter: 0.5% at its capacity, 3%
+// at 1.5 times, 9% at twice, 32% at three times, 75% at five times), so that more and more new events are looked up in Pebble, as
+// all were before the filter existed. docs/storage.md ("Memory").
 type identityFilter struct {
 	seed     maphash.Seed
-	blocks   []filterBlock
-	capacity int          // keys it was sized for
-	n        atomic.Int64 // keys added (repeats included)
-	ready    atomic.Bool  // holds every stored identity
+	blocks   []filterBlock // outside the Go heap (allocBlocks)
+	free     func()        // releases blocks
+	capacity int           // keys it holds at filterBitsPerKey bits each
+	n        atomic.Int64  // keys added (repeats included)
+	ready    atomic.Bool   // holds every stored identity
+	warned   atomic.Bool   // the log said that it is over capacity
 }
 
 type filterBlock [8]atomic.Uint64
@@ -37,17 +46,29 @@ type filterBlock [8]atomic.Uint64
 const (
 	filterBitsPerKey = 12
 	filterProbes     = 8
+	filterBlockBytes = 64
 )
 
-// minFilterKeys is the smallest capacity, so that a new log does not
-// rebuild its filter again and again while it grows. A variable for tests.
-var minFilterKeys = 1 << 20
-
-func newIdentityFilter(capacity int) *identityFilter {
-	capacity = max(capacity, minFilterKeys)
-	nblocks := (capacity*filterBitsPerKey + 511) / 512
-	return &identityFilter{seed: maphash.MakeSeed(), blocks: make([]filterBlock, nblocks), capacity: capacity}
+// newIdentityFilter returns an empty filter of size bytes (at least one
+// block). Its close must be called once it is no longer used.
+func newIdentityFilter(size int64) (*identityFilter, error) {
+	nblocks := max(1, int(size/filterBlockBytes))
+	blocks, free, err := allocBlocks(nblocks)
+	if err != nil {
+		return nil, fmt.Errorf("identity filter of %d bytes: %w", size, err)
+	}
+	return &identityFilter{seed: maphash.MakeSeed(), blocks: blocks, free: free,
+		capacity: nblocks * filterBlockBytes * 8 / filterBitsPerKey}, nil
 }
+
+// close releases the filter's memory; it must not be used afterwards.
+func (f *identityFilter) close() {
+	f.blocks = nil
+	f.free()
+}
+
+// bytes is the filter's size.
+func (f *identityFilter) bytes() int64 { return int64(len(f.blocks)) * filterBlockBytes }
 
 // hash returns key's hash for add and mayContain, so that an append
 // hashes each identity once.
@@ -84,22 +105,24 @@ func (f *identityFilter) mayContain(h uint64) bool {
 	return true
 }
 
-// full reports whether the filter holds more keys than it was sized for;
-// its false-positive rate then climbs, so the log builds a larger one.
-func (f *identityFilter) full() bool { return f.n.Load() > int64(f.capacity) }
+// overCapacity reports, once, that the filter holds more keys than it was
+// sized for, so that the log can say how to size it.
+func (f *identityFilter) overCapacity() bool {
+	return f.n.Load() > int64(f.capacity) && !f.warned.Swap(true)
+}
 
-// startFilter replaces the log's filter with an empty one sized for twice
-// the stored events and fills it in the background from a snapshot of the
-// stored identities; appends add theirs from now on, so together they
-// cover every identity. Until the scan ends, appends look identities up in
-// Pebble. l.mu must be held.
-func (l *Log) startFilter() {
-	if l.filterCancel != nil {
-		l.filterCancel()
+// startFilter gives the log an empty filter of size bytes and fills it in
+// the background from a snapshot of the stored identities; appends add
+// theirs from now on, so together they cover every identity. Until the
+// scan ends, appends look identities up in Pebble. Open calls it once,
+// before the log is shared.
+func (l *Log) startFilter(size int64) error {
+	f, err := newIdentityFilter(size)
+	if err != nil {
+		return err
 	}
-	f := newIdentityFilter(2 * int(l.seq))
 	l.filter = f
-	snap := l.db.NewSnapshot() // under l.mu: no append is half-way
+	snap := l.db.NewSnapshot() // no append runs yet
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l.filterCancel = cancel
@@ -111,10 +134,22 @@ func (l *Log) startFilter() {
 		switch {
 		case err == nil:
 			f.ready.Store(true)
+			l.warnFilterFull()
 		case !errors.Is(err, context.Canceled):
 			slog.Warn("building the identity filter failed; new events are looked up in the log", "component", "eventlog", "err", err)
 		}
 	}()
+	return nil
+}
+
+// warnFilterFull logs, once per process, that the filter holds more
+// identities than its size is meant for.
+func (l *Log) warnFilterFull() {
+	if f := l.filter; f.overCapacity() {
+		slog.Warn("the identity filter holds more event identities than it is sized for, so more new events are looked up in the log; "+
+			"a larger --identity-filter-bytes makes ingestion faster (docs/storage.md)",
+			"component", "eventlog", "identities", f.n.Load(), "capacity", f.capacity, "bytes", f.bytes())
+	}
 }
 
 // fillFilter adds every dedup key of snap to f.

@@ -49,7 +49,8 @@ type Log struct {
 	late odometer.LateMarks // the late watermarks appends write
 
 	// filter answers "certainly new" for most new identities (filter.go);
-	// a background scan fills it, which Close cancels and waits for.
+	// a background scan fills it, which Close cancels and waits for. Set
+	// by Open, never replaced.
 	filter       *identityFilter
 	filterCancel context.CancelFunc
 	filterDone   sync.WaitGroup
@@ -57,11 +58,31 @@ type Log struct {
 
 var _ odometer.EventStore = (*Log)(nil)
 
-// Open opens (creating if needed, with its parent directories) the event log
-// in dir. The returned Log must be closed with Close. Pebble holds a lock
-// file in dir, so a second Open of the same directory fails until the first
-// Log is closed.
-func Open(dir string) (*Log, error) {
+// Options tune a Log. Zero values take the defaults.
+type Options struct {
+	// FilterBytes is the size of the in-memory identity filter (default
+	// DefaultFilterBytes), fixed for the life of the Log: it holds
+	// FilterBytes × 8 / 12 identities at a false-positive rate under 1%,
+	// and more at a higher one (filter.go).
+	FilterBytes int64
+}
+
+// DefaultFilterBytes is the default Options.FilterBytes: 64 MiB, about
+// 44.7 million identities at 12 bits each.
+const DefaultFilterBytes = 64 << 20
+
+// Open opens the event log in dir with the default Options; see
+// OpenOptions.
+func Open(dir string) (*Log, error) { return OpenOptions(dir, Options{}) }
+
+// OpenOptions opens (creating if needed, with its parent directories) the
+// event log in dir. The returned Log must be closed with Close. Pebble
+// holds a lock file in dir, so a second Open of the same directory fails
+// until the first Log is closed.
+func OpenOptions(dir string, o Options) (*Log, error) {
+	if o.FilterBytes <= 0 {
+		o.FilterBytes = DefaultFilterBytes
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
@@ -79,9 +100,10 @@ func Open(dir string) (*Log, error) {
 		db.Close()
 		return nil, fmt.Errorf("open event log %s: %w", dir, err)
 	}
-	l.mu.Lock()
-	l.startFilter()
-	l.mu.Unlock()
+	if err := l.startFilter(o.FilterBytes); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open event log %s: %w", dir, err)
+	}
 	return l, nil
 }
 
@@ -215,7 +237,9 @@ func (l *Log) Close() error {
 		l.filterCancel()
 	}
 	l.filterDone.Wait() // its snapshot must be closed before the database
-	if err := l.db.Close(); err != nil {
+	err := l.db.Close()
+	l.filter.close() // no append runs (l.mu), and none will (closed)
+	if err != nil {
 		return fmt.Errorf("close event log: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -160,30 +161,40 @@ func (g *generator) bodies(events, batch int, array bool) (bodies [][]byte, uniq
 				if i >= n {
 					break
 				}
-				first := i * batch
-				last := min(first+batch, events)
-				b := make([]byte, 0, (last-first)*240+2)
-				if array {
-					b = append(b, '[')
-				}
-				for s := first; s < last; s++ {
-					if s > first {
-						b = append(b, ',')
-					}
-					o := g.original(uint64(s))
-					if o == uint64(s) {
-						u++
-					}
-					b = g.appendEvent(b, o)
-				}
-				if array {
-					b = append(b, ']')
-				}
-				bodies[i] = b
+				var k int64
+				bodies[i], k = g.body(nil, i, events, batch, array)
+				u += k
 			}
 			uniq.Add(u)
 		})
 	}
 	wg.Wait()
 	return bodies, uniq.Load()
+}
+
+// body appends request i's body (of bodies' split of events into requests
+// of batch events) to b, and returns it with the number of original (not
+// resent) events in it.
+func (g *generator) body(b []byte, i, events, batch int, array bool) ([]byte, int64) {
+	first := i * batch
+	last := min(first+batch, events)
+	b = slices.Grow(b, (last-first)*240+2)
+	if array {
+		b = append(b, '[')
+	}
+	var u int64
+	for s := first; s < last; s++ {
+		if s > first {
+			b = append(b, ',')
+		}
+		o := g.original(uint64(s))
+		if o == uint64(s) {
+			u++
+		}
+		b = g.appendEvent(b, o)
+	}
+	if array {
+		b = append(b, ']')
+	}
+	return b, u
 }

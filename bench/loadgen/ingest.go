@@ -52,6 +52,7 @@ type clientStats struct {
 	accepted  int64           // sum of the responses' "accepted"
 	duplicate int64           // sum of the responses' "duplicate"
 	counted   int64           // acknowledged requests whose response had both counts
+	unique    int64           // --stream: original (not resent) events in acknowledged requests
 	failed    int64           // events in requests that were given up on
 	retries   int64           // resends after 429/503
 	errors    map[string]int64
@@ -87,14 +88,19 @@ func (l *errorLog) print(format string, args ...any) {
 
 func runIngest(ctx context.Context, hc *http.Client, c *config, stderr io.Writer) (*report, error) {
 	g := newGenerator(c, time.Now())
-	t0 := time.Now()
-	bodies, unique := g.bodies(c.Events, c.Batch, c.Mode == "batch")
-	var size int64
-	for _, b := range bodies {
-		size += int64(len(b))
+	n := (c.Events + c.Batch - 1) / c.Batch
+	var bodies [][]byte
+	var unique int64
+	if !c.Stream {
+		t0 := time.Now()
+		bodies, unique = g.bodies(c.Events, c.Batch, c.Mode == "batch")
+		var size int64
+		for _, b := range bodies {
+			size += int64(len(b))
+		}
+		fmt.Fprintf(stderr, "loadgen: generated %d requests (%d events, %d unique, %.1f MB) in %s\n",
+			len(bodies), c.Events, unique, float64(size)/1e6, time.Since(t0).Round(time.Millisecond))
 	}
-	fmt.Fprintf(stderr, "loadgen: generated %d requests (%d events, %d unique, %.1f MB) in %s\n",
-		len(bodies), c.Events, unique, float64(size)/1e6, time.Since(t0).Round(time.Millisecond))
 
 	ct := ctBatch
 	if c.Mode == "single" {
@@ -112,20 +118,33 @@ func runIngest(ctx context.Context, hc *http.Client, c *config, stderr io.Writer
 	var wg sync.WaitGroup
 	for i := range stats {
 		st := &stats[i]
-		st.latencies = make([]time.Duration, 0, len(bodies)/c.Clients+1)
+		if !c.Stream {
+			st.latencies = make([]time.Duration, 0, n/c.Clients+1)
+		}
 		rng := rand.New(rand.NewPCG(c.Seed, uint64(i)+1<<32))
 		wg.Go(func() {
 			var buf bytes.Buffer
+			var body []byte // --stream: this client's body, reused
 			for ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
 				k := int(next.Add(1) - 1)
-				if k >= len(bodies) {
+				if k >= n {
 					return
 				}
-				n := c.Batch
-				if k == len(bodies)-1 {
-					n = c.Events - k*c.Batch
+				events := c.Batch
+				if k == n-1 {
+					events = c.Events - k*c.Batch
 				}
-				sendEvents(ctx, hc, c, url, ct, bodies[k], n, st, &buf, rng, elog)
+				if !c.Stream {
+					sendEvents(ctx, hc, c, url, ct, bodies[k], events, st, &buf, rng, elog)
+					continue
+				}
+				var u int64
+				body, u = g.body(body[:0], k, c.Events, c.Batch, c.Mode == "batch")
+				acked := st.requests
+				sendEvents(ctx, hc, c, url, ct, body, events, st, &buf, rng, elog)
+				if st.requests > acked {
+					st.unique += u
+				}
 			}
 		})
 	}
@@ -133,6 +152,11 @@ func runIngest(ctx context.Context, hc *http.Client, c *config, stderr io.Writer
 	elapsed := time.Since(start)
 
 	rep := newReport(c, elapsed, stats)
+	if c.Stream {
+		for i := range stats {
+			unique += stats[i].unique
+		}
+	}
 	rep.UniqueEvents = unique
 	rep.Accepted, rep.Duplicate = -1, -1
 	rep.DedupCheck = "n/a"
@@ -146,7 +170,12 @@ func runIngest(ctx context.Context, hc *http.Client, c *config, stderr io.Writer
 			rep.Accepted += stats[i].accepted
 			rep.Duplicate += stats[i].duplicate
 		}
-		if rep.Events == int64(c.Events) {
+		// Every event sent must have been acknowledged for the counts to
+		// add up: all of them, or with --stream (which counts the unique
+		// events of the acknowledged requests) all that were sent before
+		// the run stopped. A resend's original is always in an earlier
+		// request, which was sent too.
+		if rep.Events == int64(c.Events) || (c.Stream && rep.FailedEvents == 0) {
 			rep.DedupCheck = "ok"
 			if rep.Accepted != unique || rep.Accepted+rep.Duplicate != rep.Events {
 				rep.DedupCheck = "mismatch"

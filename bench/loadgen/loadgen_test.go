@@ -86,10 +86,9 @@ func TestBodies(t *testing.T) {
 	}
 }
 
-// TestIngestAgainstFake runs batch mode against a server that dedups ids
-// and answers like Odometer, with an occasional 503.
-func TestIngestAgainstFake(t *testing.T) {
-	t.Parallel()
+// fakeIngest is a server that dedups ids and answers like Odometer, with
+// a 503 for every seventh request.
+func fakeIngest(t *testing.T) *httptest.Server {
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	calls := 0
@@ -127,20 +126,47 @@ func TestIngestAgainstFake(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"accepted": a, "duplicate": d, "events": []string{}})
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv
+}
 
+func runReport(t *testing.T, args ...string) *report {
+	t.Helper()
 	var out bytes.Buffer
-	err := run(t.Context(), []string{"--url", srv.URL, "--setup-meters", "--events", "5000", "--batch", "250",
-		"--clients", "4", "--dup-rate", "0.05", "--json"}, &out, io.Discard)
-	if err != nil {
+	if err := run(t.Context(), append(args, "--json"), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var rep report
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.DedupCheck != "ok" || rep.Events != 5000 || rep.Requests != 20 || rep.Retries == 0 || rep.Errors["503"] == 0 {
-		t.Fatalf("unexpected report %s", out.Bytes())
+	return &rep
+}
+
+// TestIngestAgainstFake runs batch mode against fakeIngest.
+func TestIngestAgainstFake(t *testing.T) {
+	t.Parallel()
+	for _, stream := range []bool{false, true} {
+		args := []string{"--url", fakeIngest(t).URL, "--setup-meters", "--events", "5000", "--batch", "250",
+			"--clients", "4", "--dup-rate", "0.05"}
+		if stream {
+			args = append(args, "--stream")
+		}
+		rep := runReport(t, args...)
+		if rep.DedupCheck != "ok" || rep.Events != 5000 || rep.Requests != 20 || rep.Retries == 0 || rep.Errors["503"] == 0 {
+			t.Fatalf("stream %v: unexpected report %+v", stream, rep)
+		}
+	}
+}
+
+// TestStreamDuration stops a --stream run by --duration, long before
+// --events, and still checks the server's counts.
+func TestStreamDuration(t *testing.T) {
+	t.Parallel()
+	rep := runReport(t, "--url", fakeIngest(t).URL, "--stream", "--events", "1000000000", "--batch", "100",
+		"--clients", "4", "--dup-rate", "0.05", "--duration", "300ms")
+	if rep.DedupCheck != "ok" || rep.Events == 0 || rep.Events >= 1e9 || rep.Accepted != rep.UniqueEvents || rep.Duplicate == 0 {
+		t.Fatalf("unexpected report %+v", rep)
 	}
 }
 

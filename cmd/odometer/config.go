@@ -32,6 +32,7 @@ import (
 //	limits: {maxBodyBytes: 16MiB, maxBatchEvents: 10000, futureSkew: 24h, maxAge: 0}
 //	ingest: {commitBatchEvents: 20000, queueEvents: 200000}
 //	usageCacheHours: 500000
+//	identityFilterBytes: 64MiB        # the event log's identity filter (docs/storage.md)
 //	noExport: false                   # true: this node never exports
 //	exportInterval: 30s
 //	insecure: false                   # allow a non-loopback addr without keys
@@ -121,6 +122,7 @@ type fileConfig struct {
 		QueueEvents       *scalar `yaml:"queueEvents"`
 	} `yaml:"ingest"`
 	UsageCacheHours *scalar       `yaml:"usageCacheHours"`
+	IdentityFilter  *scalar       `yaml:"identityFilterBytes"`
 	NoExport        *scalar       `yaml:"noExport"`
 	ExportInterval  *scalar       `yaml:"exportInterval"`
 	Meters          []configMeter `yaml:"meters"`
@@ -348,6 +350,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"commit-batch-events", "ingest.commitBatchEvents", fc.Ingest.CommitBatchEvents},
 		{"queue-events", "ingest.queueEvents", fc.Ingest.QueueEvents},
 		{"usage-cache-hours", "usageCacheHours", fc.UsageCacheHours},
+		{"identity-filter-bytes", "identityFilterBytes", fc.IdentityFilter},
 		{"no-export", "noExport", fc.NoExport},
 		{"export-interval", "exportInterval", fc.ExportInterval},
 		{"insecure", "insecure", fc.Insecure},

@@ -39,6 +39,7 @@ postgres: postgres://cfg@db/odometer
 postgresMaxConns: 3
 noMigrate: true
 usageCacheHours: 1000
+identityFilterBytes: 8MiB
 outcomeLogSize: 500
 maxQueryGroups: 2500
 noExport: true
@@ -58,7 +59,7 @@ metricsAddr: 127.0.0.1:9464
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second, PostgresMaxConns: 16,
 		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 10000, HeaderTimeout: 10 * time.Second,
-		OutcomeLogSize: 10000, MaxConnsPerAddr: 1000, IdleTimeout: 30 * time.Second, BodyTimeout: 10 * time.Second, MaxInflightBody: 128 << 20,
+		OutcomeLogSize: 10000, MaxConnsPerAddr: 1000, IdleTimeout: 30 * time.Second, BodyTimeout: 10 * time.Second, MaxInflightBody: 128 << 20, IdentityFilterBytes: 64 << 20,
 	}
 	fromConfig := serveConfig{
 		Addr: "10.0.0.1:1", Data: "/from/config", EventLog: "sqlite", ConfigFile: cfgFile, LogLevel: slog.LevelWarn, LogFormat: "json",
@@ -66,7 +67,7 @@ metricsAddr: 127.0.0.1:9464
 		CommitBatchEvents: 5, QueueEvents: 50, ShutdownTimeout: 10 * time.Second,
 		Postgres: "postgres://cfg@db/odometer", PostgresMaxConns: 3, NoMigrate: true, UsageCacheHours: 1000,
 		NoExport: true, ExportInterval: 5 * time.Minute, MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 2500, HeaderTimeout: 10 * time.Second,
-		OutcomeLogSize: 500, MaxConnsPerAddr: 7, IdleTimeout: time.Minute, BodyTimeout: 3 * time.Second, MaxInflightBody: 64 << 20,
+		OutcomeLogSize: 500, MaxConnsPerAddr: 7, IdleTimeout: time.Minute, BodyTimeout: 3 * time.Second, MaxInflightBody: 64 << 20, IdentityFilterBytes: 8 << 20,
 		AllowedHosts: commaList{"a.example", "b.example"}, MetricsAddr: "127.0.0.1:9464",
 	}
 	with := func(c serveConfig, f func(*serveConfig)) serveConfig { f(&c); return c }
@@ -83,13 +84,13 @@ metricsAddr: 127.0.0.1:9464
 			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0",
 			"--no-export", "--export-interval", "1m", "--outcome-log-size", "0", "--max-conns-per-addr", "0",
 			"--idle-timeout", "5s", "--body-timeout", "1s", "--max-inflight-body", "1GiB", "--allowed-hosts", "h1, h2",
-			"--allowed-hosts", "h3", "--metrics-addr", ":9464", "--max-query-groups", "7"}, nil,
+			"--allowed-hosts", "h3", "--metrics-addr", ":9464", "--max-query-groups", "7", "--identity-filter-bytes", "1MiB"}, nil,
 			serveConfig{Addr: ":1", Data: "d", EventLog: "sqlite", LogLevel: slog.LevelDebug, LogFormat: "json", MaxBodyBytes: 1 << 20,
 				MaxBatchEvents: 3, MaxAge: time.Hour, CommitBatchEvents: 4, QueueEvents: 8, ShutdownTimeout: time.Second,
 				Postgres: "postgres://flag@db/x", PostgresMaxConns: 5, NoMigrate: true, NoExport: true, ExportInterval: time.Minute,
 				MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 7, HeaderTimeout: 10 * time.Second,
 				IdleTimeout: 5 * time.Second, BodyTimeout: time.Second, MaxInflightBody: 1 << 30,
-				AllowedHosts: commaList{"h1", "h2", "h3"}, MetricsAddr: ":9464"}},
+				AllowedHosts: commaList{"h1", "h2", "h3"}, MetricsAddr: ":9464", IdentityFilterBytes: 1 << 20}},
 		{"env", nil, map[string]string{"ODOMETER_ADDR": ":2", "ODOMETER_MAX_BODY_BYTES": "1000", "ODOMETER_LOG_LEVEL": "error",
 			"ODOMETER_FUTURE_SKEW": "2h", "ODOMETER_QUEUE_EVENTS": "9", "ODOMETER_POSTGRES": "postgres://env@db/y",
 			"ODOMETER_ALLOWED_HOSTS": "x.example,y.example"},

@@ -22,6 +22,7 @@ import (
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
 	"github.com/odometerhq/odometer/dashboard"
+	"github.com/odometerhq/odometer/eventlog"
 	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/export/exporter"
 	"github.com/odometerhq/odometer/ingest"
@@ -76,6 +77,9 @@ type serveConfig struct {
 	MaxQueryWindows int
 	MaxQueryGroups  int
 	OutcomeLogSize  int
+
+	// IdentityFilterBytes sizes the embedded event log's identity filter.
+	IdentityFilterBytes byteSize
 }
 
 // serveFlags defines serve's flags on fs, bound to c.
@@ -100,6 +104,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.CommitBatchEvents, "commit-batch-events", 20000, "most events in one database commit")
 	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
 	fs.IntVar(&c.UsageCacheHours, "usage-cache-hours", odometer.DefaultRollupHours, "most (meter, subject, hour or day) usage rollups cached in memory: 170 bytes each plus 370 per group-by combination with usage (0: no cache; docs/meters.md)")
+	c.IdentityFilterBytes = eventlog.DefaultFilterBytes
+	fs.Var(&c.IdentityFilterBytes, "identity-filter-bytes", "memory for the embedded event log's filter of stored event identities, fixed: it holds `bytes`×2/3 identities at a 1% false-positive rate, and more at a higher one (docs/storage.md)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests and commits on shutdown")
 	fs.BoolVar(&c.NoExport, "no-export", false, "do not run the usage exporter on this node (docs/export-aws.md); other nodes sharing the database still export")
 	fs.DurationVar(&c.ExportInterval, "export-interval", 30*time.Second, "how often the exporter freezes closed hours and sends pending records")
@@ -178,6 +184,7 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 		{"max-conns", int64(c.MaxConns)}, {"max-query-windows", int64(c.MaxQueryWindows)},
 		{"max-inflight-body", int64(c.MaxInflightBody)},
 		{"max-query-groups", int64(c.MaxQueryGroups)},
+		{"identity-filter-bytes", int64(c.IdentityFilterBytes)},
 	} {
 		if f.n <= 0 {
 			bad = append(bad, fmt.Sprintf("--%s must be positive; got %d", f.name, f.n))
@@ -255,6 +262,7 @@ func serveStore(ctx context.Context, cfg *serveConfig, log *slog.Logger, store o
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	registerMemoryMetrics(reg, store)
 	batcher := ingest.New(store, ingest.Config{
 		MaxBatchEvents: cfg.CommitBatchEvents,
 		MaxQueueEvents: cfg.QueueEvents,

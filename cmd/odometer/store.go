@@ -48,6 +48,11 @@ func (s *splitStore) Close() error {
 // opening it with the other one is an error that says how to start instead,
 // never a silent empty view of the events.
 func openStore(ctx context.Context, dir, eventLog string) (odometer.Store, error) {
+	return openStoreOptions(ctx, dir, eventLog, eventlog.Options{})
+}
+
+// openStoreOptions is openStore with the event log's options.
+func openStoreOptions(ctx context.Context, dir, eventLog string, logOptions eventlog.Options) (odometer.Store, error) {
 	meters, err := sqlite.Open(dir)
 	if err != nil {
 		return nil, err
@@ -74,7 +79,7 @@ func openStore(ctx context.Context, dir, eventLog string) (odometer.Store, error
 				return nil, fmt.Errorf("data directory %s keeps its events in %s (SQLite); start with --event-log %s", dir, sqlite.FileName, eventLogSQLite)
 			}
 		}
-		events, err := eventlog.Open(logDir)
+		events, err := eventlog.OpenOptions(logDir, logOptions)
 		if err != nil {
 			meters.Close()
 			return nil, err
@@ -89,7 +94,7 @@ func openStore(ctx context.Context, dir, eventLog string) (odometer.Store, error
 // embedded store under --data.
 func openConfiguredStore(ctx context.Context, cfg *serveConfig, log *slog.Logger) (odometer.Store, error) {
 	if cfg.Postgres == "" {
-		return openStore(ctx, cfg.Data, cfg.EventLog)
+		return openStoreOptions(ctx, cfg.Data, cfg.EventLog, eventlog.Options{FilterBytes: int64(cfg.IdentityFilterBytes)})
 	}
 	return postgres.Open(ctx, cfg.Postgres, postgres.Options{
 		MaxConns:  int32(cfg.PostgresMaxConns),

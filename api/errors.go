@@ -247,9 +247,12 @@ func (h *handler) serve(rt route, w http.ResponseWriter, r *http.Request) {
 	}
 	status := writeProblem(rw, err, id)
 	if unread {
+		// net/http reads up to 256 KiB of what is left before it closes,
+		// so that a small body does not reset the connection; a second
+		// is all it gets for that.
 		rc := http.NewResponseController(rw)
 		_ = rc.Flush()
-		_ = rc.SetReadDeadline(time.Now())
+		_ = rc.SetReadDeadline(time.Now().Add(time.Second))
 	}
 	level := slog.LevelInfo
 	if status >= 500 {

@@ -3,15 +3,14 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
 	"github.com/odometerhq/odometer/export"
+	"github.com/odometerhq/odometer/export/awsmp/awsmptest"
 )
 
 // tenantAccounts grant the namespaces of the tests with keys (seed's alpha
@@ -35,29 +34,6 @@ var grantAccounts = mustAccounts(
 	export.Account{Name: "nobodys", Namespaces: []string{"dave"}, ProductCodes: []string{"*"}},
 )
 
-// countListener counts the connections made to a listener on 127.0.0.1,
-// closing each at once.
-func countListener(t *testing.T) (url string, accepted *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	accepted = new(atomic.Int64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String() + "/x", accepted
-}
-
 // The reported attack: namespace beta's admin sets a destination's
 // endpoint to an address of its choosing, live. It is refused naming
 // endpoint, and nothing is stored; so is every form of it, and a region
@@ -67,7 +43,7 @@ func TestExportEndpointIsRefused(t *testing.T) {
 	t.Parallel()
 	e := closedEnv(t)
 	alpha, beta := seed(e, "alpha"), seed(e, "beta")
-	listener, accepted := countListener(t)
+	listener, accepted := awsmptest.Trap(t)
 	before := snapshot(e, beta)
 	dims := `"dimensions":[{"dimension":"tokens","meterSlug":"` + beta.meterSlug + `"}]`
 	for _, tc := range []struct {

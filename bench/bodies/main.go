@@ -44,7 +44,7 @@ func main() {
 func run() error {
 	bin := flag.String("bin", "bin/odometer", "the odometer binary")
 	clients := flag.Int("clients", 64, "concurrent clients")
-	duration := flag.Duration("duration", 30*time.Second, "how long to send")
+	duration := flag.Duration("duration", 20*time.Second, "how long to send")
 	size := flag.Int("body", 16<<20-4096, "bytes per request body (at most the server's --max-body-bytes)")
 	events := flag.Int("events", 10000, "events per request (at most --max-batch-events)")
 	budget := flag.String("max-inflight-body", "", "the server's --max-inflight-body (empty: its default)")

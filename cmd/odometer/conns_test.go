@@ -22,6 +22,29 @@ func readStatus(t *testing.T, c net.Conn, d time.Duration) (string, error) {
 	return strings.TrimSpace(line), err
 }
 
+// dial connects to addr and closes the connection when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// adminConfig writes a config file declaring an admin key of namespace
+// default, and returns its path and the key's token.
+func adminConfig(t *testing.T) (path, token string) {
+	t.Helper()
+	out := mustRun(t, "keys", "create", "--offline", "--namespace", "default", "--name", "ops", "--scope", "admin")
+	path = filepath.Join(t.TempDir(), "odometer.yaml")
+	if err := os.WriteFile(path, []byte("keys:\n"+out[strings.Index(out, "\n- {")+1:]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, tokenRE.FindStringSubmatch(out)[1]
+}
+
 // Idle keep-alive connections cannot lock new clients out: with the
 // limit's worth of them open, a fresh request is answered at once, and the
 // idle connections that had been idle longest are the ones closed.
@@ -33,11 +56,7 @@ func TestIdleConnectionsGiveWay(t *testing.T) {
 	addr := strings.TrimPrefix(url, "http://")
 	var idle []net.Conn
 	for i := range limit {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, addr)
 		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 		if st, err := readStatus(t, c, 10*time.Second); err != nil || !strings.Contains(st, "200") {
 			t.Fatalf("connection %d: %q %v", i, st, err)
@@ -76,19 +95,11 @@ func TestConnectionsPerAddress(t *testing.T) {
 	defer stop()
 	addr := strings.TrimPrefix(url, "http://")
 	for range 3 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, addr)
 		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ") // never finished
 	}
 	time.Sleep(100 * time.Millisecond) // let the server count them
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 	if st, err := readStatus(t, c, 5*time.Second); err == nil {
 		t.Fatalf("a fourth connection from one address was answered: %q", st)
@@ -120,11 +131,7 @@ func TestStalledBodyIsCut(t *testing.T) {
 	url, _, stop := startServe(t, "--body-timeout", "300ms")
 	defer stop()
 	addr := strings.TrimPrefix(url, "http://")
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	start := time.Now()
 	fmt.Fprintf(c, "POST /api/v1/meters HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"slug\":", addr)
 	st, err := readStatus(t, c, 10*time.Second)
@@ -141,20 +148,11 @@ func TestStalledBodyIsCut(t *testing.T) {
 // nothing for long.
 func TestUnauthenticatedConnectionCloses(t *testing.T) {
 	t.Parallel()
-	out := mustRun(t, "keys", "create", "--offline", "--namespace", "default", "--name", "ops", "--scope", "admin")
-	entry := out[strings.Index(out, "\n- {")+1:]
-	cfg := filepath.Join(t.TempDir(), "odometer.yaml")
-	if err := os.WriteFile(cfg, []byte("keys:\n"+entry), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg, _ := adminConfig(t)
 	url, _, stop := startServe(t, "--config", cfg)
 	defer stop()
 	addr := strings.TrimPrefix(url, "http://")
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	start := time.Now()
 	fmt.Fprintf(c, "POST /api/v1/meters HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"slug\":", addr)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -182,11 +180,7 @@ func isReset(err error) bool { return err != nil && strings.Contains(err.Error()
 // buffer, and returns the status line it then reads.
 func sendAll(t *testing.T, addr, head string, n int) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, addr)
 	c.(*net.TCPConn).SetWriteBuffer(8 << 10)
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(c, head); err != nil {
@@ -240,13 +234,7 @@ func TestMetricsAddr(t *testing.T) {
 	}
 	maddr := ln.Addr().String()
 	ln.Close()
-	out := mustRun(t, "keys", "create", "--offline", "--namespace", "default", "--name", "ops", "--scope", "admin")
-	entry := out[strings.Index(out, "\n- {")+1:]
-	admin := tokenRE.FindStringSubmatch(out)[1]
-	cfg := filepath.Join(t.TempDir(), "odometer.yaml")
-	if err := os.WriteFile(cfg, []byte("keys:\n"+entry), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg, admin := adminConfig(t)
 	url, _, stop := startServe(t, "--config", cfg, "--metrics-addr", maddr)
 	defer stop()
 	resp, err := http.Get("http://" + maddr + "/metrics")

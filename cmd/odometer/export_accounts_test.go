@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,16 +100,7 @@ exports:
 		{"region of a destination", "exports:\n  - {name: aws, productCode: p, region: eu, dimensions: [{dimension: d, meterSlug: m}]}",
 			[]string{"region: must be an AWS region"}},
 	} {
-		_, err := parseConfig([]byte(tc.yaml))
-		if err == nil {
-			t.Errorf("%s: no error", tc.name)
-			continue
-		}
-		for _, s := range tc.want {
-			if !strings.Contains(err.Error(), s) {
-				t.Errorf("%s: error %q does not contain %q", tc.name, err, s)
-			}
-		}
+		wantConfigError(t, tc.name, tc.yaml, tc.want...)
 	}
 }
 
@@ -194,28 +183,6 @@ exports:
 	}
 }
 
-// countingListener accepts connections on 127.0.0.1 and counts them.
-func countingListener(t *testing.T) (url string, accepted *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	accepted = new(atomic.Int64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String() + "/x", accepted
-}
-
 // The reported attack, end to end: with keys on, namespace tenant-b's
 // admin sets a live destination's endpoint to a listener of its own. The
 // server refuses it (400 naming endpoint) and never connects there; the
@@ -230,7 +197,7 @@ func TestServeTenantCannotRedirectExports(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	listener, accepted := countingListener(t)
+	listener, accepted := awsmptest.Trap(t)
 	operator, tenants := awsmptest.Start(t, "prod-operator"), awsmptest.Start(t, "prod-b")
 
 	out := mustRun(t, "keys", "create", "--offline", "--namespace", "tenant-b", "--name", "b-admin", "--scope", "admin")

@@ -116,16 +116,7 @@ func TestExportConfig(t *testing.T) {
 		{"every problem", "exports:\n  - name: aws\n    delay: x\n    dimensions: [{dimension: d, divide: -1}]",
 			[]string{"delay: line 3", "productCode: required", "dimensions[0].meterSlug: required", "dimensions[0].divide: must be positive"}},
 	} {
-		_, err := parseConfig([]byte(tc.yaml))
-		if err == nil {
-			t.Errorf("%s: no error", tc.name)
-			continue
-		}
-		for _, s := range tc.want {
-			if !strings.Contains(err.Error(), s) {
-				t.Errorf("%s: error %q does not contain %q", tc.name, err, s)
-			}
-		}
+		wantConfigError(t, tc.name, tc.yaml, tc.want...)
 	}
 }
 
@@ -458,5 +449,21 @@ func TestExportCommands(t *testing.T) {
 	err = run(ctx, []string{"help", "export"}, mapEnv(nil), strings.NewReader(""), &bytes.Buffer{}, &stderr)
 	if exitCode(err, &stderr) != 0 || !strings.Contains(stderr.String(), "odometer export records [flags] DESTINATION") {
 		t.Errorf("help export: %v\n%s", err, stderr.String())
+	}
+}
+
+// wantConfigError checks that the config file yaml is refused with an
+// error holding each of want.
+func wantConfigError(t *testing.T, name, yaml string, want ...string) {
+	t.Helper()
+	_, err := parseConfig([]byte(yaml))
+	if err == nil {
+		t.Errorf("%s: no error", name)
+		return
+	}
+	for _, s := range want {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("%s: error %q does not contain %q", name, err, s)
+		}
 	}
 }

@@ -5,12 +5,10 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,29 +85,6 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, dest string) float64 {
 	return -1
 }
 
-// countingListener accepts connections on 127.0.0.1, counts them and
-// closes them at once.
-func countingListener(t *testing.T) (url string, accepted *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	accepted = new(atomic.Int64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String() + "/x", accepted
-}
-
 // legacyStore is a store whose destinations can be given a value in the
 // endpoint column, as destinations stored before accounts existed had.
 type legacyStore struct {
@@ -166,7 +141,7 @@ func legacyKinds(t *testing.T, fn func(t *testing.T, s legacyStore)) {
 func TestLegacyEndpointIsNeverUsed(t *testing.T) {
 	t.Parallel()
 	legacyKinds(t, func(t *testing.T, s legacyStore) {
-		listener, accepted := countingListener(t)
+		listener, accepted := awsmptest.Trap(t)
 		e := newEnv(t, s, nil)
 		log, logs := newLog()
 		reg := prometheus.NewRegistry()

@@ -157,9 +157,9 @@ func (p Path) Text(data []byte) (s string, ok bool) {
 	return p.text(data)
 }
 
-// appendText appends Text(data) to dst without allocating in the common
+// AppendText appends Text(data) to dst without allocating in the common
 // case (a string without escapes), for group keys.
-func (p Path) appendText(dst, data []byte) ([]byte, bool) {
+func (p Path) AppendText(dst, data []byte) ([]byte, bool) {
 	if text, ok, done := p.plainText(data); done {
 		return append(dst, text...), ok
 	}

@@ -45,7 +45,7 @@ func FuzzPathFind(f *testing.F) {
 		v, vok, verr := p.Value(data)
 		s, sok := p.Text(data)
 		var buf []byte
-		buf, bok := p.appendText(buf, data)
+		buf, bok := p.AppendText(buf, data)
 		if !json.Valid(data) {
 			return
 		}
@@ -64,7 +64,7 @@ func FuzzPathFind(f *testing.F) {
 			t.Fatalf("Text(%q, %s) = %q, %v; gjson: %q, %v", data, path, s, sok, rs, rsok)
 		}
 		if string(buf) != rs || bok != rsok {
-			t.Fatalf("appendText(%q, %s) = %q, %v; gjson: %q, %v", data, path, buf, bok, rs, rsok)
+			t.Fatalf("AppendText(%q, %s) = %q, %v; gjson: %q, %v", data, path, buf, bok, rs, rsok)
 		}
 	})
 }
@@ -130,9 +130,9 @@ func TestPlainPaths(t *testing.T) {
 	buf := make([]byte, 0, 64)
 	if n := testing.AllocsPerRun(100, func() {
 		_, _, _ = value.Value(data)
-		buf, _ = model.appendText(buf[:0], data)
+		buf, _ = model.AppendText(buf[:0], data)
 	}); n != 0 {
-		t.Errorf("Value and appendText allocate %v times per call", n)
+		t.Errorf("Value and AppendText allocate %v times per call", n)
 	}
 }
 

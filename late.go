@@ -8,7 +8,7 @@ import (
 // LateAfter is how far an event's time may lie before its append for the
 // event to count as on time. Later arrivals are late: each store records,
 // per (namespace, event type, subject), when it last appended a late event
-// (its late watermark), and the usage rollup cache (rollup.go) treats its
+// (its late watermark), and the usage rollup cache (usage/cache.go) treats its
 // cached hours of that subject as stale from then on. docs/meters.md has the
 // reasoning.
 const LateAfter = time.Hour

@@ -143,8 +143,6 @@ type CompiledMeter struct {
 	groupKeys  []string // sorted
 	groupPaths map[string]Path
 	filters    []compiledFilter
-	// fingerprint keys the meter's usage rollups (rollup.go).
-	fingerprint [32]byte
 }
 
 type compiledFilter struct {
@@ -157,7 +155,7 @@ func (m *Meter) Compile() (*CompiledMeter, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	c := &CompiledMeter{Meter: m, groupPaths: map[string]Path{}, fingerprint: meterFingerprint(m)}
+	c := &CompiledMeter{Meter: m, groupPaths: map[string]Path{}}
 	if m.ValueProperty != "" {
 		c.value, _ = CompilePath(m.ValueProperty)
 	}
@@ -196,6 +194,13 @@ func (c *CompiledMeter) Matches(t time.Time, data []byte) bool {
 	}
 	return true
 }
+
+// ValuePath returns the compiled valueProperty; the zero Path for COUNT.
+func (c *CompiledMeter) ValuePath() Path { return c.value }
+
+// GroupPath returns the compiled path of group-by key k, and whether the
+// meter has that key.
+func (c *CompiledMeter) GroupPath(k string) (Path, bool) { p, ok := c.groupPaths[k]; return p, ok }
 
 // GroupValue extracts the group-by value for key k from data.
 func (c *CompiledMeter) GroupValue(k string, data []byte) (string, bool) {

@@ -31,6 +31,7 @@ import (
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/ledger"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // Ingester commits events durably. ingest.Batcher implements it.
@@ -59,7 +60,7 @@ type Config struct {
 	Now func() time.Time
 	// Rollups caches hourly usage for queries and credit balances; nil
 	// reads every event each time.
-	Rollups *odometer.Rollups
+	Rollups *usage.Rollups
 	// ExportAccounts are the operator's AWS accounts, which say what AWS
 	// account and product codes each namespace's export destinations may
 	// use (docs/export-aws.md); nil: export.DefaultAccounts().
@@ -146,7 +147,7 @@ type handler struct {
 	metrics  *metrics
 	meters   *meterCache
 	credits  *ledger.Service
-	rollups  *odometer.Rollups
+	rollups  *usage.Rollups
 	accounts *export.Accounts // Config.ExportAccounts
 	mux      *http.ServeMux
 

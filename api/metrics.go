@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // metrics are the handler's Prometheus collectors.
@@ -24,7 +25,7 @@ const (
 	outcomeRejected  = "rejected"
 )
 
-func newMetrics(reg prometheus.Registerer, rollups *odometer.Rollups, bodies *bodyBudget) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, rollups *usage.Rollups, bodies *bodyBudget) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "odometer_http_requests_total",

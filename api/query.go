@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // DefaultMaxQueryGroups is the default of Config.MaxQueryGroups.
@@ -417,7 +418,7 @@ func (h *handler) listGroupByValues(w http.ResponseWriter, r *http.Request) erro
 		from = h.clock().Add(-groupByValuesHorizon)
 	}
 	q.From = from
-	values, more, err := odometer.GroupByValues(r.Context(), h.store, cm, q)
+	values, more, err := usage.GroupByValues(r.Context(), h.store, cm, q)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // groupsEnv has a COUNT meter "calls" grouped by model, with a limit of 3
@@ -20,9 +21,9 @@ import (
 // time, so that the stores take their receive times (not the stores'
 // clocks) for late marks and the cache serves their days. It returns the
 // query parameters of the two days and the cache.
-func groupsEnv(t *testing.T) (e *env, days string, rollups *odometer.Rollups) {
+func groupsEnv(t *testing.T) (e *env, days string, rollups *usage.Rollups) {
 	base := time.Now().UTC().AddDate(1, 0, 0).Truncate(24 * time.Hour)
-	rollups = odometer.NewRollups(0)
+	rollups = usage.NewRollups(0)
 	e = newEnv(t, func(c *api.Config) {
 		c.MaxQueryGroups = 3
 		c.Rollups = rollups

@@ -25,6 +25,7 @@ import (
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/api"
 	"github.com/odometerhq/odometer/sqlite"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // BenchmarkQueryUsageSubject measures the usage query of bench/README.md's
@@ -129,7 +130,7 @@ var benchNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 type queryBench struct {
 	handler      http.Handler
 	cached       http.Handler // the same, with the usage rollup cache
-	rollups      *odometer.Rollups
+	rollups      *usage.Rollups
 	light, heavy []string
 	tokens       map[string]int // `tokens` events per subject
 	from, to     string
@@ -279,7 +280,7 @@ func buildQueryBench() (f *queryBench, err error) {
 	// The events are appended now, a backfill: the cache trusts their hours
 	// from five minutes after it, so the cached handler's clock runs ten
 	// minutes ahead.
-	rollups := odometer.NewRollups(0)
+	rollups := usage.NewRollups(0)
 	hc, err := api.NewHandler(api.Config{
 		Store:    store,
 		Ingester: benchIngester{store},

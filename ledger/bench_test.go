@@ -14,6 +14,7 @@ import (
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/eventlog"
 	"github.com/odometerhq/odometer/sqlite"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // embedded is the default embedded store: events in the Pebble log, the
@@ -58,7 +59,7 @@ func (s *embedded) Close() error { return errors.Join(s.Log.Close(), s.Store.Clo
 // of minute-level usage (43,200 events), on the default embedded store.
 // Grants take effect on whole hours, plus offset. Usage is read through
 // rollups (nil: from every event each time).
-func benchLedger(b *testing.B, rollups *odometer.Rollups, offset time.Duration) (svc *Service, ledgerID string) {
+func benchLedger(b *testing.B, rollups *usage.Rollups, offset time.Duration) (svc *Service, ledgerID string) {
 	b.Helper()
 	dir := b.TempDir()
 	meters, err := sqlite.Open(dir)
@@ -144,9 +145,9 @@ var benchCases = []struct {
 func benchLedgerCases(b *testing.B, fn func(ctx context.Context, svc *Service, ledgerID string) error) {
 	for _, c := range benchCases {
 		b.Run(c.name, func(b *testing.B) {
-			var r *odometer.Rollups
+			var r *usage.Rollups
 			if c.rollups {
-				r = odometer.NewRollups(0)
+				r = usage.NewRollups(0)
 			}
 			svc, id := benchLedger(b, r, c.offset)
 			ctx := context.Background()

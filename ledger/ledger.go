@@ -17,6 +17,7 @@ import (
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/credit"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // Service is the credits API on top of a store. It keeps no state of its
@@ -25,12 +26,12 @@ import (
 type Service struct {
 	store   odometer.Store
 	now     func() time.Time
-	rollups *odometer.Rollups
+	rollups *usage.Rollups
 }
 
 // New returns a Service on store; now is the clock (nil: time.Now).
 // Usage is read through rollups, which may be nil (no cache).
-func New(store odometer.Store, now func() time.Time, rollups *odometer.Rollups) *Service {
+func New(store odometer.Store, now func() time.Time, rollups *usage.Rollups) *Service {
 	if now == nil {
 		now = time.Now
 	}

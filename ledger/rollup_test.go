@@ -8,6 +8,7 @@ import (
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/sqlite"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // Balances, access checks and history read through the rollup cache equal
@@ -26,7 +27,7 @@ func TestRollupsDoNotChangeCredits(t *testing.T) {
 	base := time.Now().UTC().AddDate(1, 0, 0).Truncate(24 * time.Hour)
 	now := base
 	clock := func() time.Time { return now }
-	rollups := odometer.NewRollups(0)
+	rollups := usage.NewRollups(0)
 	plain, cached := New(store, clock, nil), New(store, clock, rollups)
 
 	start := base.AddDate(0, 0, -20)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // testUsageRollups checks that usage read through the rollup cache equals
@@ -67,7 +68,7 @@ func testUsageRollups(t *testing.T, s odometer.Store) {
 		zones = append(zones, loc)
 	}
 
-	rollups := odometer.NewRollups(0)
+	rollups := usage.NewRollups(0)
 	rows := func(res *odometer.UsageResult) []string {
 		out := []string{}
 		for _, r := range res.Data {
@@ -95,7 +96,7 @@ func testUsageRollups(t *testing.T, s odometer.Store) {
 	// compare runs q on m both ways at now and fails on any difference.
 	compare := func(now time.Time, m *odometer.CompiledMeter, q odometer.UsageQuery) {
 		t.Helper()
-		want, err := odometer.QueryUsage(ctx, s, m, q, now)
+		want, err := usage.QueryUsage(ctx, s, m, q, now)
 		if err != nil {
 			t.Fatalf("QueryUsage(%s, %+v): %v", m.Slug, q, err)
 		}
@@ -149,7 +150,7 @@ func testUsageRollups(t *testing.T, s odometer.Store) {
 			compare(now, meters[rng.IntN(len(meters))], randomQuery())
 		}
 	}
-	stats := func() odometer.RollupStats { return rollups.Stats() }
+	stats := func() usage.RollupStats { return rollups.Stats() }
 
 	// A backfill: events from 13 days to 1 day back, received at base.
 	appendInBatches(t, s, events(3000, base.Add(-13*24*time.Hour), base.Add(-24*time.Hour), base), 500)

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // usageEvents returns n "tokens" events of value 0.1, half as a JSON number
@@ -51,9 +52,9 @@ func sumMeter(ns string, groupBy map[string]string) *odometer.Meter {
 	}
 }
 
-// usage finds the meter in the store, compiles it and runs q, returning
+// queryRows finds the meter in the store, compiles it and runs q, returning
 // "subject/group values=value" per row.
-func usage(t *testing.T, s odometer.Store, ns, slug string, q odometer.UsageQuery) []string {
+func queryRows(t *testing.T, s odometer.Store, ns, slug string, q odometer.UsageQuery) []string {
 	t.Helper()
 	m, err := s.FindMeter(t.Context(), ns, slug)
 	if err != nil {
@@ -66,7 +67,7 @@ func usage(t *testing.T, s odometer.Store, ns, slug string, q odometer.UsageQuer
 	if q.To.IsZero() {
 		q.To = t0.Add(24 * time.Hour)
 	}
-	res, err := odometer.QueryUsage(t.Context(), s, cm, q, q.To)
+	res, err := usage.QueryUsage(t.Context(), s, cm, q, q.To)
 	if err != nil {
 		t.Fatalf("QueryUsage(%+v): %v", q, err)
 	}
@@ -94,25 +95,25 @@ func testUsageExactSum(t *testing.T, s odometer.Store) {
 	mustCreate(t, s, sumMeter("ns", nil))
 
 	// 10,000 × 0.1 is exactly 1000: no binary floating point on the way.
-	if diff := cmp.Diff([]string{"=1000"}, usage(t, s, "ns", "tokens", odometer.UsageQuery{})); diff != "" {
+	if diff := cmp.Diff([]string{"=1000"}, queryRows(t, s, "ns", "tokens", odometer.UsageQuery{})); diff != "" {
 		t.Errorf("SUM of %d × 0.1 (-want +got):\n%s", n, diff)
 	}
 	// Retrying a batch counts nothing twice.
 	if out := mustAppend(t, s, events[:1000]...); out[0] != dup || out[999] != dup {
 		t.Fatalf("retried batch: outcomes %v…, want duplicates", out[:3])
 	}
-	if diff := cmp.Diff([]string{"=1000"}, usage(t, s, "ns", "tokens", odometer.UsageQuery{})); diff != "" {
+	if diff := cmp.Diff([]string{"=1000"}, queryRows(t, s, "ns", "tokens", odometer.UsageQuery{})); diff != "" {
 		t.Errorf("SUM after a retried batch (-want +got):\n%s", diff)
 	}
 	// Through the subject index, and with a half-open time range: events
 	// 0..99 are at t0+0s..t0+99s; [t0+10s, t0+20s) holds 10 of them, one per
 	// subject.
 	q := odometer.UsageQuery{Subjects: []string{"c3", "c7"}}
-	if diff := cmp.Diff([]string{"c3=100", "c7=100"}, usage(t, s, "ns", "tokens", q)); diff != "" {
+	if diff := cmp.Diff([]string{"c3=100", "c7=100"}, queryRows(t, s, "ns", "tokens", q)); diff != "" {
 		t.Errorf("SUM by subject (-want +got):\n%s", diff)
 	}
 	q = odometer.UsageQuery{From: t0.Add(10 * time.Second), To: t0.Add(20 * time.Second)}
-	if diff := cmp.Diff([]string{"=1"}, usage(t, s, "ns", "tokens", q)); diff != "" {
+	if diff := cmp.Diff([]string{"=1"}, queryRows(t, s, "ns", "tokens", q)); diff != "" {
 		t.Errorf("SUM over [10s, 20s) (-want +got):\n%s", diff)
 	}
 }
@@ -123,7 +124,7 @@ func testUsageReaggregate(t *testing.T, s odometer.Store) {
 	mustCreate(t, s, m)
 
 	q := odometer.UsageQuery{GroupBy: []string{"model"}}
-	if diff := cmp.Diff([]string{"/model:m-a=20", "/model:m-b=20"}, usage(t, s, "ns", "tokens", q)); diff != "" {
+	if diff := cmp.Diff([]string{"/model:m-a=20", "/model:m-b=20"}, queryRows(t, s, "ns", "tokens", q)); diff != "" {
 		t.Errorf("SUM by model (-want +got):\n%s", diff)
 	}
 
@@ -135,11 +136,11 @@ func testUsageReaggregate(t *testing.T, s odometer.Store) {
 		t.Fatalf("UpdateMeter: %v", err)
 	}
 	q = odometer.UsageQuery{GroupBy: []string{"region"}}
-	if diff := cmp.Diff([]string{"/region:eu=20", "/region:us=20"}, usage(t, s, "ns", "tokens", q)); diff != "" {
+	if diff := cmp.Diff([]string{"/region:eu=20", "/region:us=20"}, queryRows(t, s, "ns", "tokens", q)); diff != "" {
 		t.Errorf("SUM by region after the update (-want +got):\n%s", diff)
 	}
 	q = odometer.UsageQuery{GroupBy: []string{"subject", "region"}, Subjects: []string{"c1"}}
-	if diff := cmp.Diff([]string{"c1/region:eu=2", "c1/region:us=2"}, usage(t, s, "ns", "tokens", q)); diff != "" {
+	if diff := cmp.Diff([]string{"c1/region:eu=2", "c1/region:us=2"}, queryRows(t, s, "ns", "tokens", q)); diff != "" {
 		t.Errorf("SUM by subject and region (-want +got):\n%s", diff)
 	}
 }
@@ -180,7 +181,7 @@ func testUsageWindows(t *testing.T, s odometer.Store) {
 			t.Fatal(err)
 		}
 		q := odometer.UsageQuery{From: at(from), To: at(to), WindowSize: odometer.Day, TimeZone: loc, Subjects: []string{subject}}
-		res, err := odometer.QueryUsage(t.Context(), s, cm, q, q.To)
+		res, err := usage.QueryUsage(t.Context(), s, cm, q, q.To)
 		if err != nil {
 			t.Fatalf("QueryUsage(%s): %v", zone, err)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/odometerhq/odometer/export/exporter"
 	"github.com/odometerhq/odometer/ingest"
 	"github.com/odometerhq/odometer/ledger"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // serveConfig is what serve runs with, resolved from the command line, the
@@ -103,7 +104,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.MaxAge, "max-age", 0, "how far in the past an event's time may be (0: no limit)")
 	fs.IntVar(&c.CommitBatchEvents, "commit-batch-events", 20000, "most events in one database commit")
 	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
-	fs.IntVar(&c.UsageCacheHours, "usage-cache-hours", odometer.DefaultRollupHours, "most (meter, subject, hour or day) usage rollups cached in memory: 170 bytes each plus 370 per group-by combination with usage (0: no cache; docs/meters.md)")
+	fs.IntVar(&c.UsageCacheHours, "usage-cache-hours", usage.DefaultRollupHours, "most (meter, subject, hour or day) usage rollups cached in memory: 170 bytes each plus 370 per group-by combination with usage (0: no cache; docs/meters.md)")
 	c.IdentityFilterBytes = eventlog.DefaultFilterBytes
 	fs.Var(&c.IdentityFilterBytes, "identity-filter-bytes", "memory for the embedded event log's filter of stored event identities, fixed: it holds `bytes`×2/3 identities at a 1% false-positive rate, and more at a higher one (docs/storage.md)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests and commits on shutdown")
@@ -281,9 +282,9 @@ func serveStore(ctx context.Context, cfg *serveConfig, log *slog.Logger, store o
 // serveHTTP listens and serves until ctx ends, then stops accepting and
 // waits (up to the shutdown timeout) for in-flight requests.
 func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store odometer.Store, batcher *ingest.Batcher, reg *prometheus.Registry) error {
-	var rollups *odometer.Rollups
+	var rollups *usage.Rollups
 	if cfg.UsageCacheHours > 0 {
-		rollups = odometer.NewRollups(cfg.UsageCacheHours)
+		rollups = usage.NewRollups(cfg.UsageCacheHours)
 	}
 	hasKeys, err := anyKeys(ctx, store)
 	if err != nil {

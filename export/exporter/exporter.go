@@ -23,12 +23,13 @@ import (
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/export"
 	"github.com/odometerhq/odometer/export/awsmp"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // Config configures an Exporter. Store is required.
 type Config struct {
 	Store   odometer.Store
-	Rollups *odometer.Rollups // nil: usage is read from events
+	Rollups *usage.Rollups // nil: usage is read from events
 	// Accounts are the operator's AWS accounts (nil:
 	// export.DefaultAccounts()). Every round checks each destination
 	// against them (Accounts.Authorize): a destination whose namespace may
@@ -356,7 +357,7 @@ func (e *Exporter) freezeRecord(f *odometer.ExportFreeze, d *odometer.ExportDest
 }
 
 // hourlyUsage returns dim's usage per subject and UTC hour in [from, to).
-func (e *Exporter) hourlyUsage(ctx context.Context, view *odometer.UsageView, d *odometer.ExportDestination,
+func (e *Exporter) hourlyUsage(ctx context.Context, view *usage.UsageView, d *odometer.ExportDestination,
 	dim odometer.ExportDimension, subjects []string, from, to time.Time) (map[string]map[int64]odometer.Decimal, error) {
 	out := map[string]map[int64]odometer.Decimal{}
 	if len(subjects) == 0 {

@@ -22,6 +22,7 @@ import (
 	"github.com/odometerhq/odometer/postgres"
 	"github.com/odometerhq/odometer/postgres/pgtest"
 	"github.com/odometerhq/odometer/sqlite"
+	"github.com/odometerhq/odometer/usage"
 )
 
 const product = "prod-odometer"
@@ -143,7 +144,7 @@ func (e *env) mainAccount() export.Account {
 func (e *env) exporterWith(store odometer.Store, reg prometheus.Registerer, accounts *export.Accounts, log *slog.Logger) *exporter.Exporter {
 	x, err := exporter.New(exporter.Config{
 		Store:    store,
-		Rollups:  odometer.NewRollups(10000),
+		Rollups:  usage.NewRollups(10000),
 		Accounts: accounts,
 		NewSender: func(ctx context.Context, a *export.Account, productCode, region string) (*awsmp.Sender, error) {
 			return awsmp.New(awsmptest.Config(), productCode, a.Endpoint), nil
@@ -251,7 +252,7 @@ func (e *env) usageSince(subject, dimension string, from time.Time) odometer.Dec
 	for k, v := range dim.GroupBy {
 		q.FilterGroupBy = map[string][]string{k: {v}}
 	}
-	res, err := odometer.QueryUsage(e.t.Context(), e.store, cm, q, e.clock.Now())
+	res, err := usage.QueryUsage(e.t.Context(), e.store, cm, q, e.clock.Now())
 	if err != nil {
 		e.t.Fatal(err)
 	}

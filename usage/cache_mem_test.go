@@ -1,4 +1,4 @@
-package odometer
+package usage
 
 import (
 	"crypto/sha256"
@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/odometerhq/odometer"
 )
 
 // BenchmarkRollupEntryBytes reports the heap a cache entry takes: an hour
@@ -16,7 +18,7 @@ import (
 func BenchmarkRollupEntryBytes(b *testing.B) {
 	for _, groups := range []int{0, 1, 4} {
 		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
-			m, err := (&Meter{Namespace: "ns", Slug: "tokens", Aggregation: Sum, EventType: "t",
+			m, err := (&odometer.Meter{Namespace: "ns", Slug: "tokens", Aggregation: odometer.Sum, EventType: "t",
 				ValueProperty: "$.v", GroupBy: map[string]string{"model": "$.model"}}).Compile()
 			if err != nil {
 				b.Fatal(err)
@@ -31,8 +33,8 @@ func BenchmarkRollupEntryBytes(b *testing.B) {
 				f := &hourFill{key: rollupKey{sha256.Sum256(nil), fmt.Sprintf("customer-%05d", i%10_000), hourIndex(at) + int64(i/10_000), false}}
 				var key []byte
 				for g := range groups {
-					e := &ScannedEvent{Time: at, Data: fmt.Appendf(nil, `{"v":"1.5","model":"m-%d"}`, g)}
-					key = f.add(m, key, MustDecimal("1.5"), e)
+					e := &odometer.ScannedEvent{Time: at, Data: fmt.Appendf(nil, `{"v":"1.5","model":"m-%d"}`, g)}
+					key = f.add(m, key, odometer.MustDecimal("1.5"), e)
 				}
 				r.put(at, []*hourFill{f})
 			}

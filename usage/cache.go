@@ -1,4 +1,4 @@
-package odometer
+package usage
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/odometerhq/odometer"
 )
 
 // rollupMargin covers the time between an append's clock reading (the
@@ -92,7 +94,7 @@ func (r *Rollups) Stats() RollupStats {
 }
 
 // View returns a UsageView at time now on store, using r (which may be nil).
-func (r *Rollups) View(store EventStore, now time.Time) *UsageView {
+func (r *Rollups) View(store odometer.EventStore, now time.Time) *UsageView {
 	return &UsageView{r: r, store: store, now: now}
 }
 
@@ -100,14 +102,14 @@ func (r *Rollups) View(store EventStore, now time.Time) *UsageView {
 // late watermark once, so it is meant for one request.
 type UsageView struct {
 	r     *Rollups
-	store EventStore
+	store odometer.EventStore
 	now   time.Time
 	marks map[lateKey]time.Time
 }
 
 // Query runs q, exactly as QueryUsage does, reading whole hours from the
 // cache where it can.
-func (v *UsageView) Query(ctx context.Context, m *CompiledMeter, q UsageQuery) (*UsageResult, error) {
+func (v *UsageView) Query(ctx context.Context, m *odometer.CompiledMeter, q odometer.UsageQuery) (*odometer.UsageResult, error) {
 	if err := q.Validate(m); err != nil {
 		return nil, err
 	}
@@ -136,14 +138,14 @@ func (v *UsageView) Query(ctx context.Context, m *CompiledMeter, q UsageQuery) (
 // rollupMargin.
 func (v *UsageView) cacheable(a *usageAgg, subjects []string) (h0, h1 time.Time, ok bool) {
 	if v.r == nil || len(subjects) == 0 || a.from.IsZero() ||
-		a.m.Aggregation == UniqueCount || a.q.WindowSize == Minute {
+		a.m.Aggregation == odometer.UniqueCount || a.q.WindowSize == odometer.Minute {
 		return h0, h1, false
 	}
 	h0 = a.from.Truncate(time.Hour)
 	if h0.Before(a.from) {
 		h0 = h0.Add(time.Hour)
 	}
-	h1 = minTime(a.to, v.now.Add(-LateAfter-rollupMargin)).Truncate(time.Hour)
+	h1 = minTime(a.to, v.now.Add(-odometer.LateAfter-rollupMargin)).Truncate(time.Hour)
 	return h0, h1, h0.Before(h1)
 }
 
@@ -170,7 +172,7 @@ func (v *UsageView) querySubject(ctx context.Context, a *usageAgg, subject strin
 	if err != nil {
 		return err
 	}
-	fp := a.m.fingerprint
+	fp := meterFingerprint(a.m.Meter)
 
 	// Scan the stretches between valid cached spans; the cacheable spans
 	// among them are filled on the way.
@@ -252,7 +254,7 @@ func (a *usageAgg) spans(h0, h1 time.Time) iter.Seq[cachedSpan] {
 
 // watermark returns the subject's late watermark for the meter's event
 // type, read once per view.
-func (v *UsageView) watermark(ctx context.Context, m *CompiledMeter, subject string) (time.Time, error) {
+func (v *UsageView) watermark(ctx context.Context, m *odometer.CompiledMeter, subject string) (time.Time, error) {
 	k := lateKey{m.Namespace, m.EventType, subject}
 	if t, ok := v.marks[k]; ok {
 		return t, nil
@@ -293,13 +295,13 @@ func (r *Rollups) put(computed time.Time, fills []*hourFill) {
 
 // add aggregates an event into the hour's group of its group-by values.
 // key is a reused buffer; add returns it.
-func (f *hourFill) add(m *CompiledMeter, key []byte, val Decimal, e *ScannedEvent) []byte {
+func (f *hourFill) add(m *odometer.CompiledMeter, key []byte, val odometer.Decimal, e *odometer.ScannedEvent) []byte {
 	key = key[:0]
-	for _, k := range m.groupKeys {
+	for _, k := range m.GroupKeys() {
 		key = append(key, 0)
 		n := len(key)
 		var ok bool
-		if key, ok = m.groupPaths[k].appendText(append(key, 1), e.Data); !ok {
+		if key, ok = groupPath(m, k).AppendText(append(key, 1), e.Data); !ok {
 			key = key[:n]
 		}
 	}
@@ -308,9 +310,9 @@ func (f *hourFill) add(m *CompiledMeter, key []byte, val Decimal, e *ScannedEven
 		if f.groups == nil {
 			f.groups = map[string]*group{} // most hours of most subjects have no events
 		}
-		g = &group{vals: make([]*string, len(m.groupKeys))}
-		for i, k := range m.groupKeys {
-			if v, ok := m.groupPaths[k].Text(e.Data); ok {
+		g = &group{vals: make([]*string, len(m.GroupKeys()))}
+		for i, k := range m.GroupKeys() {
+			if v, ok := groupPath(m, k).Text(e.Data); ok {
 				g.vals[i] = &v
 			}
 		}
@@ -334,7 +336,7 @@ func hourIndex(t time.Time) int64 {
 // meterFingerprint identifies everything about a meter that decides which
 // events it counts and how: a meter whose definition changes reads none of
 // the old definition's rollups.
-func meterFingerprint(m *Meter) [sha256.Size]byte {
+func meterFingerprint(m *odometer.Meter) [sha256.Size]byte {
 	var b []byte
 	str := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))

@@ -1,4 +1,4 @@
-package odometer_test
+package usage_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/sqlite"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // The usage tests run the aggregation engine over a real SQLite store.
@@ -129,7 +130,7 @@ func TestAggregations(t *testing.T) {
 		t.Run(string(tc.agg), func(t *testing.T) {
 			t.Parallel()
 			m := compile(t, odometer.Meter{Slug: "m", EventType: "use", Aggregation: tc.agg, ValueProperty: tc.prop})
-			res, err := odometer.QueryUsage(t.Context(), s, m, odometer.UsageQuery{From: from, To: to}, to)
+			res, err := usage.QueryUsage(t.Context(), s, m, odometer.UsageQuery{From: from, To: to}, to)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +188,7 @@ func TestUsageGroupingAndWindows(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := odometer.QueryUsage(t.Context(), s, sum, tc.q, ts("2024-06-01T00:00:00Z"))
+			res, err := usage.QueryUsage(t.Context(), s, sum, tc.q, ts("2024-06-01T00:00:00Z"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,7 +221,7 @@ func TestUsageDST(t *testing.T) {
 		{"2024-11-03T04:00:00Z", "2024-11-04T05:00:00Z", []string{"2024-11-03T04:00:00Z..2024-11-04T05:00:00Z 25"}},
 		{"2024-03-10T05:00:00Z", "2024-03-11T04:00:00Z", []string{"2024-03-10T05:00:00Z..2024-03-11T04:00:00Z 23"}},
 	} {
-		res, err := odometer.QueryUsage(t.Context(), s, count, odometer.UsageQuery{From: ts(tc.from), To: ts(tc.to),
+		res, err := usage.QueryUsage(t.Context(), s, count, odometer.UsageQuery{From: ts(tc.from), To: ts(tc.to),
 			WindowSize: odometer.Day, TimeZone: ny}, ts(tc.to))
 		if err != nil {
 			t.Fatal(err)
@@ -246,7 +247,7 @@ func TestLatestTies(t *testing.T) {
 		{id: "e", subject: "z", time: same, data: `{"v":6}`},
 	})
 	m := compile(t, odometer.Meter{Slug: "g", EventType: "gauge", Aggregation: odometer.Latest, ValueProperty: "$.v"})
-	res, err := odometer.QueryUsage(t.Context(), s, m, odometer.UsageQuery{From: ts(same), To: ts("2024-03-02T00:00:00Z"),
+	res, err := usage.QueryUsage(t.Context(), s, m, odometer.UsageQuery{From: ts(same), To: ts("2024-03-02T00:00:00Z"),
 		GroupBy: []string{"subject"}}, ts("2024-06-01T00:00:00Z"))
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +275,7 @@ func TestUniqueCountAcrossWindows(t *testing.T) {
 	})
 	m := compile(t, odometer.Meter{Slug: "u", EventType: "login", Aggregation: odometer.UniqueCount, ValueProperty: "$.user"})
 	q := odometer.UsageQuery{From: ts("2024-03-01T00:00:00Z"), To: ts("2024-03-03T00:00:00Z"), WindowSize: odometer.Day}
-	res, err := odometer.QueryUsage(t.Context(), s, m, q, q.To)
+	res, err := usage.QueryUsage(t.Context(), s, m, q, q.To)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +289,7 @@ func TestUniqueCountAcrossWindows(t *testing.T) {
 		t.Errorf("windows (-want +got):\n%s", d)
 	}
 	q.WindowSize = ""
-	res, err = odometer.QueryUsage(t.Context(), s, m, q, q.To)
+	res, err = usage.QueryUsage(t.Context(), s, m, q, q.To)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestQueryValidation(t *testing.T) {
 		{odometer.UsageQuery{From: ts("2024-03-02T00:00:00Z"), To: ts("2024-03-01T00:00:00Z")}, "from"},
 		{odometer.UsageQuery{Subjects: []string{""}}, "subject"},
 	} {
-		_, err := odometer.QueryUsage(t.Context(), s, m, tc.q, ts("2024-06-01T00:00:00Z"))
+		_, err := usage.QueryUsage(t.Context(), s, m, tc.q, ts("2024-06-01T00:00:00Z"))
 		if f := odometer.ErrorFields(err); odometer.ErrorCode(err) != odometer.EINVALID || len(f) != 1 || f[0].Field != tc.field {
 			t.Errorf("%+v: err = %v, want EINVALID on %s", tc.q, err, tc.field)
 		}
@@ -341,7 +342,7 @@ func TestExactSumMillion(t *testing.T) {
 		}
 	}
 	m := compile(t, odometer.Meter{Slug: "tenths", EventType: "tenth", Aggregation: odometer.Sum, ValueProperty: "$.v"})
-	res, err := odometer.QueryUsage(t.Context(), s, m, odometer.UsageQuery{}, base.Add(n*time.Second))
+	res, err := usage.QueryUsage(t.Context(), s, m, odometer.UsageQuery{}, base.Add(n*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,11 +350,28 @@ func TestExactSumMillion(t *testing.T) {
 		t.Fatalf("sum of 1,000,000 × 0.1 = %v, want exactly 100000", rowStrings(res))
 	}
 	avg := compile(t, odometer.Meter{Slug: "avg", EventType: "tenth", Aggregation: odometer.Avg, ValueProperty: "$.v"})
-	res, err = odometer.QueryUsage(t.Context(), s, avg, odometer.UsageQuery{Subjects: []string{"c3"}}, base.Add(n*time.Second))
+	res, err = usage.QueryUsage(t.Context(), s, avg, odometer.UsageQuery{Subjects: []string{"c3"}}, base.Add(n*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Data) != 1 || res.Data[0].Value.String() != "0.1" {
 		t.Fatalf("avg = %v, want 0.1", rowStrings(res))
 	}
+}
+
+func mustLoc(t *testing.T, name string) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UTC()
 }

@@ -87,6 +87,11 @@ type EventScan struct {
 	Type      string
 	Subjects  []string  // empty = every subject; no duplicates
 	From, To  time.Time // event time [From, To); zero = unbounded
+	// NotRolledUp, when not zero, keeps only the events that the rollup
+	// with this ID does not hold yet: those stored before it was created
+	// that its backfill has not reached. Once the backfill is done the
+	// scan finds nothing. Only a RollupStore's scans accept it.
+	NotRolledUp uint64
 }
 
 // ScannedEvent is what aggregation needs of an event.
@@ -116,6 +121,88 @@ type MeterStore interface {
 	FindMeter(ctx context.Context, namespace, idOrSlug string) (*Meter, error)
 	// ListMeters returns the namespace's meters ordered by slug.
 	ListMeters(ctx context.Context, namespace string) ([]*Meter, error)
+}
+
+// Rollup is a meter definition whose usage a RollupStore keeps rolled up:
+// aggregated per subject, group-by values and time bucket, next to the
+// events, in the same transaction as each append (docs/rollups.md). Meters
+// whose definitions are equal share one rollup.
+type Rollup struct {
+	ID uint64 // given by the store, never reused
+	// Meter is the definition: only what decides which events count and
+	// how (Namespace, EventType, Aggregation, ValueProperty, EventFrom,
+	// GroupBy, Filters) is kept; other fields are empty.
+	Meter Meter
+	// Fingerprint identifies the definition (usage.Fingerprint).
+	Fingerprint [32]byte
+	// Backfilled is set once the rollup holds every event stored before
+	// it was created, as well as every one after.
+	Backfilled bool
+	// Pending counts, while the backfill runs, roughly how many of the
+	// events stored before the rollup was created it has yet to read.
+	Pending int64
+}
+
+// RollupCell is one stored aggregate: of the events of one bucket, one
+// subject (unless the cell is for all subjects) and one combination of
+// the meter's group-by values.
+type RollupCell struct {
+	Bucket  time.Time // the bucket's start
+	Subject string    // "" in cells for all subjects
+	// Groups encodes the meter's group-by values (usage.GroupValues); Value
+	// the aggregate, a list of partial aggregates (usage.Partials). Both
+	// are only valid during the ReadRollups callback.
+	Groups, Value []byte
+}
+
+// RollupScan selects rollup cells.
+type RollupScan struct {
+	Rollup uint64
+	// Size is the buckets' length: usage.Quarter, time.Hour or 24 hours
+	// (UTC days).
+	Size      time.Duration
+	BySubject bool      // cells per subject; false: cells for all subjects
+	Subjects  []string  // with BySubject: only these (sorted, distinct); empty = all
+	From, To  time.Time // bucket starts [From, To); zero = unbounded
+}
+
+// RollupStore is an EventStore that keeps usage rollups with its events.
+// Every AppendEvents adds its accepted events to the cells of every rollup
+// of their namespace and type, in its own transaction, so cells and events
+// always agree: a read sees both or neither.
+type RollupStore interface {
+	EventStore
+	// EnsureRollup returns the namespace's rollup of r.Meter's definition
+	// (matched by r.Fingerprint), creating it if there is none. A new
+	// rollup holds the events appended after its creation; its backfill
+	// (BackfillRollup) adds those stored before.
+	EnsureRollup(ctx context.Context, r Rollup) (Rollup, error)
+	// Rollups returns every rollup of the namespace ("" = of every
+	// namespace), by ID.
+	Rollups(ctx context.Context, namespace string) ([]Rollup, error)
+	// DropRollup deletes a rollup and its cells. ENOTFOUND if missing.
+	DropRollup(ctx context.Context, id uint64) error
+	// BackfillRollup adds to the rollup up to about max of the events
+	// stored before its creation that it lacks, in one transaction, and
+	// returns the rollup as it is then.
+	BackfillRollup(ctx context.Context, id uint64, max int) (Rollup, error)
+	// Snapshot returns a consistent view of the store's events and
+	// rollups as of now, for one query; it must be closed.
+	Snapshot(ctx context.Context) (RollupSnapshot, error)
+}
+
+// RollupSnapshot is one consistent view of a RollupStore: a usage query
+// that reads cells and the events not rolled up yet through one snapshot
+// counts every event exactly once, while appends and backfills run.
+type RollupSnapshot interface {
+	// Rollups is RollupStore.Rollups in this view.
+	Rollups(ctx context.Context, namespace string) ([]Rollup, error)
+	// ReadRollups calls fn for every cell that s selects, ordered by
+	// bucket, then subject, then group values.
+	ReadRollups(ctx context.Context, s RollupScan, fn func(*RollupCell) error) error
+	// ScanEvents is EventStore.ScanEvents in this view.
+	ScanEvents(ctx context.Context, s EventScan, fn func(*ScannedEvent) error) error
+	Close() error
 }
 
 // Store is everything the server needs from a database.

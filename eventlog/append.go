@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // appendBuffers are reused by successive appends (under Log.mu).
@@ -214,6 +215,14 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		}
 	}
 
+	// The accepted events' contributions to the usage rollups of their
+	// meters, in the same batch: cells and events are committed together.
+	var cells []usage.Cell
+	if len(l.rollups.byType) > 0 {
+		l.rollups.cells.AddEvents(l.rollups.rollers, events, out)
+		cells = l.rollups.cells.Cells()
+	}
+
 	// Applying the batch inserts each key into the memtable's skiplist, and
 	// random keys make that the most expensive step of an append (cache
 	// misses on every level). In key order, consecutive inserts share most
@@ -227,6 +236,9 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		if err := batch.Set(b.arena[x.k0:x.k1], b.arena[x.k1:x.v1], nil); err != nil {
 			return nil, err
 		}
+	}
+	if err := l.writeCells(batch, cells); err != nil {
+		return nil, err
 	}
 	// Last chance to give up: after Commit the events are stored.
 	if err := ctx.Err(); err != nil {

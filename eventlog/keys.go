@@ -18,7 +18,9 @@ import (
 //	'e' str(ns) str(type) str(subject) time(t) u64(seq)   → record (the event)
 //	't' str(ns) time(t) u64(seq)                          → str(type) str(subject) (ListEvents)
 //	'l' str(ns) str(type) str(subject)                    → u64(at) (late watermark)
-//	'm' name                                              → metadata (format, last seq)
+//	'm' name                                              → metadata (format, last seq, last rollup id)
+//	'R' u64(id)                                           → rollup definition (rollup.go)
+//	'r' u64(id) …                                         → rollup cell (rollup.go)
 //
 // str(s) is an order-preserving, prefix-free encoding of a string (see
 // appendString); time(t) is the event time in microseconds with the sign bit
@@ -44,6 +46,9 @@ const (
 	tagLate  = 'l'
 	tagMeta  = 'm'
 	tagTime  = 't'
+
+	tagRollup    = 'r'
+	tagRollupDef = 'R'
 )
 
 var (

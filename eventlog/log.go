@@ -32,7 +32,10 @@ const DirName = "events"
 
 // formatVersion is the layout of keys and records described in keys.go.
 // Open refuses a log written in a newer layout rather than misread it.
-const formatVersion = 1
+// Version 2 added usage rollups, which every append must keep: Open raises
+// a version 1 log to 2, so that an older binary, which would append without
+// adding to the rollups, refuses the log instead of corrupting them.
+const formatVersion = 2
 
 // Log is an odometer.EventStore on Pebble. It is safe for concurrent use;
 // appends are serialized, reads run concurrently with them.
@@ -47,6 +50,11 @@ type Log struct {
 	seq  uint64 // the last sequence number used; 0 for an empty log
 	ap   appendBuffers
 	late odometer.LateMarks // the late watermarks appends write
+	// rollups are the usage rollups appends add to (rollup.go).
+	rollups rollupSet
+
+	// backfillMu serializes BackfillRollup calls.
+	backfillMu sync.Mutex
 
 	// filter answers "certainly new" for most new identities (filter.go);
 	// a background scan fills it, which Close cancels and waits for. Set
@@ -56,7 +64,7 @@ type Log struct {
 	filterDone   sync.WaitGroup
 }
 
-var _ odometer.EventStore = (*Log)(nil)
+var _ odometer.RollupStore = (*Log)(nil)
 
 // Options tune a Log. Zero values take the defaults.
 type Options struct {
@@ -196,7 +204,10 @@ func (l *Log) init() error {
 		if !empty {
 			return errors.New("directory holds a Pebble database that is not an event log (no format key)")
 		}
-		return l.db.Set(keyFormat, []byte{formatVersion}, pebble.Sync)
+		if err := l.db.Set(keyFormat, []byte{formatVersion}, pebble.Sync); err != nil {
+			return err
+		}
+		return l.loadRollups()
 	case err != nil:
 		return fmt.Errorf("read format: %w", err)
 	}
@@ -205,6 +216,13 @@ func (l *Log) init() error {
 		format = int(v[0])
 	}
 	closer.Close()
+	if format == 1 {
+		// Nothing in a version 1 log changes meaning in version 2.
+		if err := l.db.Set(keyFormat, []byte{formatVersion}, pebble.Sync); err != nil {
+			return fmt.Errorf("raise format to %d: %w", formatVersion, err)
+		}
+		format = formatVersion
+	}
 	if format != formatVersion {
 		return fmt.Errorf("event log format %d is newer than this program understands (%d); upgrade Odometer", format, formatVersion)
 	}
@@ -222,12 +240,15 @@ func (l *Log) init() error {
 		l.seq = binary.BigEndian.Uint64(v)
 		closer.Close()
 	}
-	return nil
+	return l.loadRollups()
 }
 
 // Close closes the log. It waits for a running append; reads must have
 // returned. Calls after Close fail; a second Close does nothing.
 func (l *Log) Close() error {
+	// A running backfill step reads without l.mu; let it finish first.
+	l.backfillMu.Lock()
+	defer l.backfillMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Swap(true) {

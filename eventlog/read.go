@@ -158,6 +158,15 @@ const (
 // window over many subjects costs about two seeks per subject rather than
 // a read of every event of every time.
 func (l *Log) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*odometer.ScannedEvent) error) error {
+	if sc.NotRolledUp != 0 {
+		// The rollup's position and the events must be read in one view.
+		snap, err := l.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		defer snap.Close()
+		return snap.ScanEvents(ctx, sc, fn)
+	}
 	_, err := l.scan(ctx, sc, fn)
 	return err
 }
@@ -165,10 +174,16 @@ func (l *Log) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*od
 // scan is ScanEvents; it also returns how many times it moved the iterator,
 // for tests of the skip-scan.
 func (l *Log) scan(ctx context.Context, sc odometer.EventScan, fn func(*odometer.ScannedEvent) error) (steps int, err error) {
+	return l.scanOn(ctx, l.db, sc, nil, fn)
+}
+
+// scanOn is scan on r (the log or a snapshot of it), leaving out the
+// events that mark says to skip, if any.
+func (l *Log) scanOn(ctx context.Context, r pebble.Reader, sc odometer.EventScan, mark *notRolledUp, fn func(*odometer.ScannedEvent) error) (steps int, err error) {
 	if l.closed.Load() {
 		return 0, fmt.Errorf("scan events: %w", errClosed)
 	}
-	s := scanner{fn: fn, ctx: ctx}
+	s := scanner{fn: fn, ctx: ctx, mark: mark}
 	s.prefix = eventPrefix(nil, sc.Namespace, sc.Type)
 	if !sc.From.IsZero() {
 		s.from = appendTime(nil, sc.From)
@@ -179,7 +194,7 @@ func (l *Log) scan(ctx context.Context, sc odometer.EventScan, fn func(*odometer
 	if s.from != nil && s.to != nil && bytes.Compare(s.from, s.to) >= 0 {
 		return 0, nil // empty range
 	}
-	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{
+	it, err := r.NewIterWithContext(ctx, &pebble.IterOptions{
 		LowerBound: s.prefix,
 		UpperBound: prefixSuccessor(nil, s.prefix),
 	})
@@ -209,6 +224,7 @@ type scanner struct {
 	from, to []byte // encoded times; nil = unbounded
 	n        int    // events emitted
 	steps    int    // iterator moves
+	mark     *notRolledUp
 
 	seek    []byte // scratch for seek keys
 	subject []byte // the encoded subject that e.Subject decodes
@@ -291,6 +307,9 @@ func (s *scanner) emit(k []byte) error {
 		if err := s.ctx.Err(); err != nil {
 			return err
 		}
+	}
+	if s.mark != nil && s.mark.skip(k) {
+		return nil
 	}
 	subjEnd := len(k) - suffixLen
 	if enc := k[len(s.prefix):subjEnd]; !bytes.Equal(enc, s.subject) {

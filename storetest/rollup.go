@@ -96,7 +96,7 @@ func testUsageRollups(t *testing.T, s odometer.Store) {
 	// compare runs q on m both ways at now and fails on any difference.
 	compare := func(now time.Time, m *odometer.CompiledMeter, q odometer.UsageQuery) {
 		t.Helper()
-		want, err := usage.QueryUsage(ctx, s, m, q, now)
+		want, err := usage.QueryEvents(ctx, s, m, q, now)
 		if err != nil {
 			t.Fatalf("QueryUsage(%s, %+v): %v", m.Slug, q, err)
 		}

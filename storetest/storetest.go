@@ -41,6 +41,8 @@ func Run(t *testing.T, open func(t *testing.T) odometer.Store) {
 		{"AppendEvents/Concurrent", testConcurrentAppend},
 		{"AppendEvents/LateWatermark", testLateWatermark},
 		{"Usage/Rollups", testUsageRollups},
+		{"Rollups/Exact", testRollupsExact},
+		{"Rollups/Concurrent", testRollupsConcurrent},
 		{"ListEvents/RoundTrip", testRoundTrip},
 		{"ListEvents/Filters", testListFilters},
 		{"ListEvents/TieOrder", testListTieOrder},

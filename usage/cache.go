@@ -118,7 +118,13 @@ func (v *UsageView) Query(ctx context.Context, m *odometer.CompiledMeter, q odom
 	subjects = slices.Compact(subjects)
 	a := newUsageAgg(m, &q, v.now)
 	var err error
-	if h0, h1, ok := v.cacheable(a, subjects); ok {
+	served := false
+	if rs, ok := v.store.(odometer.RollupStore); ok && Rollable(m.Meter) && q.WindowSize != odometer.Minute {
+		served, err = queryRollups(ctx, rs, a, subjects)
+	}
+	if served || err != nil {
+		// answered from the store's rollup
+	} else if h0, h1, ok := v.cacheable(a, subjects); ok {
 		for _, s := range subjects {
 			if err = v.querySubject(ctx, a, s, h0, h1); err != nil {
 				break

@@ -20,6 +20,15 @@ func QueryUsage(ctx context.Context, store odometer.EventStore, m *odometer.Comp
 	return (*Rollups)(nil).View(store, now).Query(ctx, m, q)
 }
 
+// QueryEvents runs q as QueryUsage does, but reads every matching event,
+// never a rollup: the reference that rollup-served answers must equal.
+func QueryEvents(ctx context.Context, store odometer.EventStore, m *odometer.CompiledMeter, q odometer.UsageQuery, now time.Time) (*odometer.UsageResult, error) {
+	return QueryUsage(ctx, eventsOnly{store}, m, q, now)
+}
+
+// eventsOnly hides a store's rollups.
+type eventsOnly struct{ odometer.EventStore }
+
 // usageAgg aggregates the rows of one query, from events and from cached
 // hourly rollups.
 type usageAgg struct {
@@ -196,17 +205,8 @@ func (a *usageAgg) wanted(e *odometer.ScannedEvent) bool {
 // keys) of subject's hour, which lies wholly in the window starting at ws.
 // It fails only when the group is one more than q.MaxGroups allows.
 func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) error {
-	if a.subjectFilter != nil && !a.subjectFilter[subject] {
+	if !a.passes(subject, p.vals) {
 		return nil
-	}
-	for k, allowed := range a.q.FilterGroupBy {
-		if k == "subject" {
-			continue
-		}
-		v := p.vals[slices.Index(a.m.GroupKeys(), k)]
-		if v == nil || !slices.Contains(allowed, *v) {
-			return nil
-		}
 	}
 	key := binary.BigEndian.AppendUint64(a.key[:0], uint64(ws.Unix()))
 	if a.bySubject {
@@ -238,6 +238,24 @@ func (a *usageAgg) merge(subject string, ws, we time.Time, p *group) error {
 	}
 	g.merge(a.m.Aggregation, p)
 	return nil
+}
+
+// passes applies the query's subject and group-by filters to an
+// aggregate of subject's events with the meter's group-by values vals.
+func (a *usageAgg) passes(subject string, vals []*string) bool {
+	if a.subjectFilter != nil && !a.subjectFilter[subject] {
+		return false
+	}
+	for k, allowed := range a.q.FilterGroupBy {
+		if k == "subject" {
+			continue
+		}
+		v := vals[slices.Index(a.m.GroupKeys(), k)]
+		if v == nil || !slices.Contains(allowed, *v) {
+			return false
+		}
+	}
+	return true
 }
 
 // admit is called before a new row with key (the window's start, then the
@@ -383,6 +401,7 @@ type group struct {
 	vals       []*string
 
 	n        int64
+	first    time.Time // the earliest event time
 	sum      odometer.Decimal
 	min, max odometer.Decimal
 	unique   map[string]struct{}
@@ -394,6 +413,9 @@ type group struct {
 
 func (g *group) add(agg odometer.Aggregation, v odometer.Decimal, text string, e *odometer.ScannedEvent) {
 	g.n++
+	if g.n == 1 || e.Time.Before(g.first) {
+		g.first = e.Time
+	}
 	switch agg {
 	case odometer.Sum, odometer.Avg:
 		g.sum = g.sum.Add(v)
@@ -445,6 +467,9 @@ func (g *group) merge(agg odometer.Aggregation, p *group) {
 	}
 	first := g.n == 0
 	g.n += p.n
+	if first || p.first.Before(g.first) {
+		g.first = p.first
+	}
 	switch agg {
 	case odometer.Sum, odometer.Avg:
 		g.sum = g.sum.Add(p.sum)

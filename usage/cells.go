@@ -1,0 +1,221 @@
+package usage
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/odometerhq/odometer"
+)
+
+// Quarter is the finest bucket of a rollup. Every zone offset in use today
+// is a whole number of quarter hours (Asia/Kathmandu is +05:45), so every
+// MINUTE-free window of every zone is a union of quarters; docs/rollups.md
+// has the exceptions.
+const Quarter = 15 * time.Minute
+
+// Sizes lists the bucket sizes a rollup keeps, finest first. Each is a
+// whole number of the one before it, and each bucket starts at a multiple
+// of its size since the Unix epoch: UTC quarters, hours and days.
+var Sizes = []time.Duration{Quarter, time.Hour, 24 * time.Hour}
+
+// Cell is one rollup cell's contribution from a batch of events: Value is
+// a list of partial aggregates (see partial.go) to add to the stored cell.
+type Cell struct {
+	Rollup    uint64
+	Size      time.Duration
+	Bucket    time.Time
+	BySubject bool
+	Subject   string // "" when not BySubject
+	Groups    []byte // GroupValues
+	Value     []byte
+}
+
+// Roller computes the cells of one rollup.
+type Roller struct {
+	Rollup odometer.Rollup
+	m      *odometer.CompiledMeter
+}
+
+// NewRoller compiles a rollup's definition.
+func NewRoller(r odometer.Rollup) (*Roller, error) {
+	m := r.Meter
+	m.Slug = "rollup" // Validate wants one; the definition has none
+	cm, err := m.Compile()
+	if err != nil {
+		return nil, fmt.Errorf("rollup %d: %w", r.ID, err)
+	}
+	return &Roller{Rollup: r, m: cm}, nil
+}
+
+// Definition returns the part of m that decides which events count and
+// how: a rollup's Meter.
+func Definition(m *odometer.Meter) odometer.Meter {
+	return odometer.Meter{Namespace: m.Namespace, EventType: m.EventType, Aggregation: m.Aggregation,
+		ValueProperty: m.ValueProperty, EventFrom: m.EventFrom, GroupBy: m.GroupBy, Filters: m.Filters}
+}
+
+// Rollable reports whether a meter's usage can be rolled up: every
+// aggregation but UNIQUE_COUNT, whose distinct values do not add up across
+// buckets, so its queries read events (docs/rollups.md).
+func Rollable(m *odometer.Meter) bool { return m.Aggregation != odometer.UniqueCount }
+
+// Fingerprint identifies everything about a meter that decides which
+// events it counts and how.
+func Fingerprint(m *odometer.Meter) [sha256.Size]byte { return meterFingerprint(m) }
+
+// Cells accumulates the cells of a batch of events, one per distinct
+// (rollup, size, bucket, subject or all, group values).
+type Cells struct {
+	index map[string]int
+	cells []cellAcc
+	key   []byte
+	gv    []byte
+}
+
+type cellAcc struct {
+	c   Cell
+	agg odometer.Aggregation
+	g   group
+}
+
+// Add counts e, an event of r's namespace and type, into its cells if r's
+// meter counts it.
+func (cs *Cells) Add(r *Roller, e *odometer.ScannedEvent) {
+	m := r.m
+	if !m.Matches(e.Time, e.Data) {
+		return
+	}
+	var val odometer.Decimal
+	if m.Aggregation != odometer.Count {
+		v, ok, err := m.ValuePath().Value(e.Data)
+		if err != nil || !ok {
+			return // not counted, as a query from events would not
+		}
+		val = v
+	}
+	cs.gv = appendGroupValues(cs.gv[:0], m, e.Data)
+	if cs.index == nil {
+		cs.index = map[string]int{}
+	}
+	for _, size := range Sizes {
+		bucket := e.Time.Truncate(size)
+		for _, bySubject := range [2]bool{false, true} {
+			k := binary.BigEndian.AppendUint64(cs.key[:0], r.Rollup.ID)
+			k = binary.BigEndian.AppendUint64(k, uint64(size))
+			k = binary.BigEndian.AppendUint64(k, uint64(bucket.Unix()))
+			subject := ""
+			if bySubject {
+				subject = e.Subject
+				k = append(k, 1)
+				k = binary.AppendUvarint(k, uint64(len(subject)))
+				k = append(k, subject...)
+			} else {
+				k = append(k, 0)
+			}
+			k = append(k, cs.gv...)
+			cs.key = k
+			i, ok := cs.index[string(k)]
+			if !ok {
+				i = len(cs.cells)
+				cs.index[string(k)] = i
+				cs.cells = append(cs.cells, cellAcc{agg: m.Aggregation, c: Cell{Rollup: r.Rollup.ID, Size: size, Bucket: bucket,
+					BySubject: bySubject, Subject: subject, Groups: slices.Clone(cs.gv)}})
+			}
+			cs.cells[i].g.add(m.Aggregation, val, "", e)
+		}
+	}
+}
+
+// Len returns the number of cells.
+func (cs *Cells) Len() int { return len(cs.cells) }
+
+// Cells returns the accumulated cells, each with its Value, and empties cs.
+func (cs *Cells) Cells() []Cell {
+	out := make([]Cell, len(cs.cells))
+	for i := range cs.cells {
+		a := &cs.cells[i]
+		out[i] = a.c
+		out[i].Value = appendPartial(nil, a.agg, &a.g)
+	}
+	clear(cs.index)
+	cs.cells = cs.cells[:0]
+	return out
+}
+
+// AddEvents adds the events appended with outcome Accepted to the cells of
+// the rollers that rollers(namespace, type) returns for each.
+func (cs *Cells) AddEvents(rollers func(namespace, typ string) []*Roller, events []odometer.Event, outcomes []odometer.Outcome) {
+	var se odometer.ScannedEvent
+	for i := range events {
+		if outcomes[i] != odometer.Accepted {
+			continue
+		}
+		e := &events[i]
+		rs := rollers(e.Namespace, e.Type)
+		if len(rs) == 0 {
+			continue
+		}
+		se = odometer.ScannedEvent{Subject: e.Subject, Source: e.Source, ID: e.ID, Time: e.Time, IngestedAt: e.IngestedAt, Data: e.Data}
+		for _, r := range rs {
+			cs.Add(r, &se)
+		}
+	}
+}
+
+// appendGroupValues appends the encoding of the meter's group-by values
+// of data (GroupValues) to dst: for each of the meter's group-by keys in
+// order, 0 for a missing or null value, or 1, a uvarint length and the
+// value's text.
+func appendGroupValues(dst []byte, m *odometer.CompiledMeter, data []byte) []byte {
+	for _, k := range m.GroupKeys() {
+		n := len(dst)
+		dst = append(dst, 1, 0) // a placeholder length byte, fixed below
+		var ok bool
+		dst, ok = groupPath(m, k).AppendText(dst, data)
+		if !ok {
+			dst = append(dst[:n], 0)
+			continue
+		}
+		l := len(dst) - n - 2
+		if l < 0x80 {
+			dst[n+1] = byte(l)
+			continue
+		}
+		// A long value: make room for a longer uvarint.
+		var lb [binary.MaxVarintLen64]byte
+		ln := binary.PutUvarint(lb[:], uint64(l))
+		dst = append(dst, lb[:ln-1]...)
+		copy(dst[n+1+ln:], dst[n+2:n+2+l])
+		copy(dst[n+1:], lb[:ln])
+	}
+	return dst
+}
+
+// decodeGroupValues decodes n group-by values encoded by
+// appendGroupValues.
+func decodeGroupValues(b []byte, n int) ([]*string, error) {
+	vals := make([]*string, n)
+	for i := range n {
+		if len(b) == 0 {
+			return nil, errCorruptPartial
+		}
+		if b[0] == 0 {
+			b = b[1:]
+			continue
+		}
+		l, k := binary.Uvarint(b[1:])
+		if k <= 0 || uint64(len(b)-1-k) < l {
+			return nil, errCorruptPartial
+		}
+		s := string(b[1+k : 1+k+int(l)])
+		vals[i] = &s
+		b = b[1+k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, errCorruptPartial
+	}
+	return vals, nil
+}

@@ -119,7 +119,8 @@ type MeterStore interface {
 	DeleteMeter(ctx context.Context, namespace, id string, at time.Time) error
 	// FindMeter returns the meter with this id or slug. ENOTFOUND if missing.
 	FindMeter(ctx context.Context, namespace, idOrSlug string) (*Meter, error)
-	// ListMeters returns the namespace's meters ordered by slug.
+	// ListMeters returns the namespace's meters ordered by slug; with
+	// namespace "", every namespace's, ordered by namespace and slug.
 	ListMeters(ctx context.Context, namespace string) ([]*Meter, error)
 }
 

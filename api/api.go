@@ -61,6 +61,9 @@ type Config struct {
 	// Rollups caches hourly usage for queries and credit balances; nil
 	// reads every event each time.
 	Rollups *usage.Rollups
+	// Maintainer keeps the store's durable usage rollups in step with its
+	// meters: meter changes are passed on to it. nil: none.
+	Maintainer *usage.Maintainer
 	// ExportAccounts are the operator's AWS accounts, which say what AWS
 	// account and product codes each namespace's export destinations may
 	// use (docs/export-aws.md); nil: export.DefaultAccounts().
@@ -138,18 +141,19 @@ const (
 // handler serves the API. Its methods with the signature of handlerFunc are
 // the route handlers; routeTable lists them.
 type handler struct {
-	store    odometer.Store
-	ingester Ingester
-	log      *slog.Logger
-	registry *prometheus.Registry
-	limits   Limits
-	now      func() time.Time
-	metrics  *metrics
-	meters   *meterCache
-	credits  *ledger.Service
-	rollups  *usage.Rollups
-	accounts *export.Accounts // Config.ExportAccounts
-	mux      *http.ServeMux
+	store      odometer.Store
+	ingester   Ingester
+	log        *slog.Logger
+	registry   *prometheus.Registry
+	limits     Limits
+	now        func() time.Time
+	metrics    *metrics
+	meters     *meterCache
+	credits    *ledger.Service
+	rollups    *usage.Rollups
+	maintainer *usage.Maintainer
+	accounts   *export.Accounts // Config.ExportAccounts
+	mux        *http.ServeMux
 
 	open       openState   // Config.Open, until a key exists
 	keys       *keyCache   // API keys by id
@@ -176,15 +180,16 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		return nil, errors.New("api: Config.Ingester is required")
 	}
 	h := &handler{
-		store:    cfg.Store,
-		ingester: cfg.Ingester,
-		log:      cfg.Logger,
-		registry: cfg.Registry,
-		limits:   cfg.Limits,
-		now:      cfg.Now,
-		rollups:  cfg.Rollups,
-		accounts: cmp.Or(cfg.ExportAccounts, export.DefaultAccounts()),
-		mux:      http.NewServeMux(),
+		store:      cfg.Store,
+		ingester:   cfg.Ingester,
+		log:        cfg.Logger,
+		registry:   cfg.Registry,
+		limits:     cfg.Limits,
+		now:        cfg.Now,
+		rollups:    cfg.Rollups,
+		maintainer: cfg.Maintainer,
+		accounts:   cmp.Or(cfg.ExportAccounts, export.DefaultAccounts()),
+		mux:        http.NewServeMux(),
 
 		keys:       newKeyCache(cfg.Store, cmp.Or(max(cfg.KeyCacheTTL, 0), DefaultKeyCacheTTL)),
 		rates:      rateLimits{ingest: newLimiter(cfg.IngestRate, cfg.IngestBurst), query: newLimiter(cfg.QueryRate, cfg.QueryBurst)},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/odometerhq/odometer"
 	"github.com/odometerhq/odometer/export"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // meterFields are the fields of OpenMeter's MeterCreate plus Odometer's
@@ -113,6 +114,7 @@ func (h *handler) createMeter(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("create meter %q: %w", m.Slug, err)
 	}
 	h.meters.invalidate(ns)
+	h.maintainer.Changed(r.Context(), ns)
 	w.Header().Set("Location", "/api/v1/meters/"+url.PathEscape(m.ID))
 	return writeJSON(w, http.StatusCreated, m)
 }
@@ -185,7 +187,16 @@ func (h *handler) getMeter(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, m)
+	// An Odometer extension: how the meter's usage is read
+	// (docs/rollups.md). OpenMeter's clients ignore the member.
+	st, err := usage.MeterStatus(r.Context(), h.store, m)
+	if err != nil {
+		return fmt.Errorf("rollup of meter %q: %w", m.Slug, err)
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		*odometer.Meter
+		UsageRollup usage.Status `json:"usageRollup"`
+	}{m, st})
 }
 
 // findMeter loads the meter named by the request's path.
@@ -261,6 +272,7 @@ func (h *handler) updateMeter(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("update meter %q: %w", m.Slug, err)
 	}
 	h.meters.invalidate(ns)
+	h.maintainer.Changed(r.Context(), ns)
 	return writeJSON(w, http.StatusOK, &m)
 }
 
@@ -282,6 +294,7 @@ func (h *handler) deleteMeter(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("delete meter %q: %w", m.Slug, err)
 	}
 	h.meters.invalidate(ns)
+	h.maintainer.Changed(r.Context(), ns)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

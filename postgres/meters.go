@@ -102,7 +102,7 @@ func (s *Store) FindMeter(ctx context.Context, namespace, idOrSlug string) (*odo
 // slug (byte order); an empty, non-nil slice if there are none.
 func (s *Store) ListMeters(ctx context.Context, namespace string) ([]*odometer.Meter, error) {
 	ms, err := s.queryMeters(ctx, "list meters", `SELECT `+meterColumns+` FROM meters
-		WHERE namespace = $1 AND deleted_at IS NULL ORDER BY slug`, namespace)
+		WHERE (namespace = $1 OR $1 = '') AND deleted_at IS NULL ORDER BY namespace, slug`, namespace)
 	if err != nil {
 		return nil, storeError("list meters", err)
 	}

@@ -121,7 +121,7 @@ func (s *Store) FindMeter(ctx context.Context, namespace, idOrSlug string) (*odo
 // slug; an empty, non-nil slice if there are none.
 func (s *Store) ListMeters(ctx context.Context, namespace string) ([]*odometer.Meter, error) {
 	rows, err := s.query(ctx, `SELECT `+meterColumns+` FROM meters
-		WHERE namespace = ? AND deleted_at IS NULL ORDER BY slug`, namespace)
+		WHERE (namespace = ? OR ? = '') AND deleted_at IS NULL ORDER BY namespace, slug`, namespace, namespace)
 	if err != nil {
 		return nil, fmt.Errorf("list meters: %w", err)
 	}

@@ -213,6 +213,7 @@ func testMeterNamespaces(t *testing.T, s odometer.Store) {
 	mustCreate(t, s, b)
 	wantMeter(t, s, "ns-a", "tokens", a)
 	wantMeter(t, s, "ns-b", "tokens", b)
+	wantAll(t, s, "ns-a/tokens", "ns-b/tokens")
 
 	// Another namespace's meter cannot be found, changed or deleted by ID.
 	wantNotFound(t, s, "ns-c", a.ID)
@@ -230,4 +231,22 @@ func testMeterNamespaces(t *testing.T, s odometer.Store) {
 	wantMeter(t, s, "ns-b", "tokens", b)
 	wantList(t, s, "ns-a")
 	wantList(t, s, "ns-b", "tokens")
+	wantAll(t, s, "ns-b/tokens")
+}
+
+// wantAll checks the namespace/slug of the meters ListMeters(ctx, "")
+// returns, in order.
+func wantAll(t *testing.T, s odometer.Store, want ...string) {
+	t.Helper()
+	ms, err := s.ListMeters(t.Context(), "")
+	if err != nil {
+		t.Fatalf("ListMeters(\"\"): %v", err)
+	}
+	got := []string{}
+	for _, m := range ms {
+		got = append(got, m.Namespace+"/"+m.Slug)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ListMeters(\"\") (-want +got):\n%s", diff)
+	}
 }

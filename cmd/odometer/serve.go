@@ -298,6 +298,8 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		log.Warn("no API keys: serving open, in namespace default, with every scope; " +
 			"only this host can connect unless --insecure was given (docs/security.md)")
 	}
+	maintainer, stopRollups := startRollups(ctx, store, log, reg)
+	defer stopRollups()
 	handler, err := api.NewHandler(api.Config{
 		Store:    store,
 		Ingester: batcher,
@@ -313,6 +315,7 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		},
 		Now:             time.Now,
 		Rollups:         rollups,
+		Maintainer:      maintainer,
 		ExportAccounts:  cfg.Accounts,
 		Open:            open,
 		IngestRate:      cfg.RateIngest,

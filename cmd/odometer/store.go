@@ -26,7 +26,7 @@ const (
 // credits, exports, API keys) in SQLite. Events and the rest are never
 // written together, so no transaction needs to span the two.
 type splitStore struct {
-	odometer.EventStore
+	*eventlog.Log // events and their usage rollups
 	odometer.MeterStore
 	odometer.CreditStore
 	odometer.ExportStore
@@ -34,6 +34,8 @@ type splitStore struct {
 	events *eventlog.Log
 	meters *sqlite.Store
 }
+
+var _ odometer.RollupStore = (*splitStore)(nil)
 
 func (s *splitStore) Ping(ctx context.Context) error {
 	return errors.Join(s.meters.Ping(ctx), s.events.Ping(ctx))
@@ -84,7 +86,7 @@ func openStoreOptions(ctx context.Context, dir, eventLog string, logOptions even
 			meters.Close()
 			return nil, err
 		}
-		return &splitStore{EventStore: events, MeterStore: meters, CreditStore: meters, ExportStore: meters, KeyStore: meters, events: events, meters: meters}, nil
+		return &splitStore{Log: events, MeterStore: meters, CreditStore: meters, ExportStore: meters, KeyStore: meters, events: events, meters: meters}, nil
 	}
 	meters.Close()
 	return nil, fmt.Errorf("unknown event log %q (want %s or %s)", eventLog, eventLogPebble, eventLogSQLite)

@@ -221,6 +221,19 @@ func (x Decimal) Int64() (int64, bool) {
 	return n, err == nil
 }
 
+// Parts returns x as coeff × 10^exp, when the coefficient fits an int64,
+// for compact binary encodings; NewDecimal(coeff, exp) is x again.
+func (x Decimal) Parts() (coeff int64, exp int32, ok bool) {
+	if x.d.Form != apd.Finite || !x.d.Coeff.IsInt64() {
+		return 0, 0, false
+	}
+	c := x.d.Coeff.Int64()
+	if x.d.Negative {
+		c = -c
+	}
+	return c, x.d.Exponent, true
+}
+
 // Cmp returns -1, 0 or +1 as x is less than, equal to or greater than y.
 func (x Decimal) Cmp(y Decimal) int { return x.d.Cmp(&y.d) }
 

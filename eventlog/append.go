@@ -237,7 +237,7 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 			return nil, err
 		}
 	}
-	if err := l.writeCells(batch, cells); err != nil {
+	if err := l.writeCells(batch, cells, time.Now()); err != nil {
 		return nil, err
 	}
 	// Last chance to give up: after Commit the events are stored.

@@ -55,6 +55,8 @@ type Log struct {
 
 	// backfillMu serializes BackfillRollup calls.
 	backfillMu sync.Mutex
+	// foldMu guards rollups.toFold, which queries add to.
+	foldMu sync.Mutex
 
 	// filter answers "certainly new" for most new identities (filter.go);
 	// a background scan fills it, which Close cancels and waits for. Set

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -27,16 +28,27 @@ import (
 // valued with a list of partial aggregates (usage/partial.go). Appends add
 // to a cell with Pebble's default merge, which concatenates: a cell is
 // never read to be written, so an append costs one merge per cell it
-// touches. Lists are folded into one partial once a cell has taken
-// foldEvery merges since this process last folded it, under l.mu, where
-// no other write can slip between the read and the write.
+// touches.
 
-// foldEvery is how many merges a cell takes before an append folds it.
-const foldEvery = 32
-
-// maxFoldCounts bounds the merge counts l.folds remembers; past it they are
-// forgotten, which only delays some folds.
-const maxFoldCounts = 200_000
+// Folding. A cell's list grows by one partial per append (or backfill
+// step) that touches it, and every read decodes the whole list, so lists
+// are folded into one partial by reading the cell and writing it back,
+// under l.mu, where no other write can slip between the two. Reading a
+// cell that was never folded visits every level of the LSM tree, which
+// cells of past buckets, written by late events and backfills, mostly
+// are; so appends fold only cells of current buckets, which are hot and
+// cheap to read (after the first fold a read stops at it), each with
+// probability 1/foldEvery. Any other cell is folded once a query has read
+// a list longer than foldBytes from it (l.rollups.toFold), by the next
+// append.
+const (
+	foldEvery    = 32
+	foldBytes    = 512
+	maxFoldQueue = 10_000
+	// currentBuckets: a bucket that ended less than this long ago is
+	// current.
+	currentBuckets = time.Hour
+)
 
 // rollupRecord is a rollup's stored state.
 type rollupRecord struct {
@@ -76,8 +88,11 @@ type rollupSet struct {
 	byID   map[uint64]*rollupState
 	byType map[nsType][]*usage.Roller
 	lastID uint64
-	folds  map[string]int // merges per cell key since its last fold
-	cells  usage.Cells    // reused by appends
+	cells  usage.Cells // reused by appends
+	rng    *rand.Rand  // chooses the current cells to fold
+	// toFold holds cells that queries found long, to be folded by the
+	// next append (under Log.foldMu, not Log.mu: readers add to it).
+	toFold map[string]uint64 // cell key → rollup ID
 }
 
 var keyRollupID = []byte{tagMeta, 'r', 'o', 'l', 'l', 'u', 'p', 'i', 'd'}
@@ -112,7 +127,8 @@ func cellPrefix(dst []byte, id uint64, bySubject bool, size time.Duration) []byt
 
 // loadRollups reads the rollups' definitions at Open.
 func (l *Log) loadRollups() error {
-	l.rollups = rollupSet{byID: map[uint64]*rollupState{}, byType: map[nsType][]*usage.Roller{}, folds: map[string]int{}}
+	l.rollups = rollupSet{byID: map[uint64]*rollupState{}, byType: map[nsType][]*usage.Roller{},
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	v, closer, err := l.db.Get(keyRollupID)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -183,43 +199,88 @@ func (rs *rollupSet) remove(id uint64) {
 
 func (rs *rollupSet) rollers(ns, typ string) []*usage.Roller { return rs.byType[nsType{ns, typ}] }
 
-// writeCells adds cells to batch, folding the cells that have taken
-// foldEvery merges. Called under l.mu.
-func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell) error {
+// writeCells adds cells to batch, folding the current ones now and then
+// and those that queries found long. Called under l.mu.
+func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell, now time.Time) error {
 	rs := &l.rollups
-	if len(rs.folds) > maxFoldCounts {
-		clear(rs.folds)
-	}
-	var key []byte
+	l.foldMu.Lock()
+	queued := rs.toFold
+	rs.toFold = nil
+	l.foldMu.Unlock()
+	// In key order, as the append's own keys: consecutive inserts into
+	// the memtable's skiplist then share most of their search path.
+	keys := make([][]byte, len(cells))
+	var arena []byte
 	for i := range cells {
-		c := &cells[i]
-		key = cellKey(key[:0], c)
-		n := rs.folds[string(key)] + 1
-		if n < foldEvery {
-			rs.folds[string(key)] = n
+		n := len(arena)
+		arena = cellKey(arena, &cells[i])
+		keys[i] = arena[n:len(arena):len(arena)]
+	}
+	order := make([]int, len(cells))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int { return bytes.Compare(keys[i], keys[j]) })
+	for _, i := range order {
+		c, key := &cells[i], keys[i]
+		_, fold := queued[string(key)]
+		if fold {
+			delete(queued, string(key))
+		} else if c.Bucket.Add(c.Size).After(now.Add(-currentBuckets)) {
+			fold = rs.rng.IntN(foldEvery) == 0
+		}
+		if !fold {
 			if err := batch.Merge(key, c.Value, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		old, closer, err := l.db.Get(key)
-		if err != nil && !errors.Is(err, pebble.ErrNotFound) {
-			return fmt.Errorf("read rollup cell: %w", err)
-		}
-		list := append(slices.Clip(c.Value), old...)
-		if closer != nil {
-			closer.Close()
-		}
-		folded, err := usage.FoldPartials(rs.byID[c.Rollup].rec.Meter.Aggregation, list)
-		if err != nil {
-			return fmt.Errorf("fold rollup cell %x: %w", key, err)
-		}
-		if err := batch.Set(key, folded, nil); err != nil {
+		if err := l.fold(batch, key, c.Value, rs.byID[c.Rollup]); err != nil {
 			return err
 		}
-		delete(rs.folds, string(key))
+	}
+	for key, id := range queued {
+		if s := rs.byID[id]; s != nil {
+			if err := l.fold(batch, []byte(key), nil, s); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// fold writes to batch the cell under key, with the partials add added,
+// as one partial. Called under l.mu.
+func (l *Log) fold(batch *pebble.Batch, key, add []byte, s *rollupState) error {
+	old, closer, err := l.db.Get(key)
+	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("read rollup cell: %w", err)
+	}
+	list := append(slices.Clip(add), old...)
+	if closer != nil {
+		closer.Close()
+	}
+	if len(list) == 0 {
+		return nil // a queued cell that is gone
+	}
+	folded, err := usage.FoldPartials(s.rec.Meter.Aggregation, list)
+	if err != nil {
+		return fmt.Errorf("fold rollup cell %x: %w", key, err)
+	}
+	return batch.Set(key, folded, nil)
+}
+
+// queueFold asks the next append to fold the cell under key.
+func (l *Log) queueFold(key []byte, id uint64) {
+	l.foldMu.Lock()
+	defer l.foldMu.Unlock()
+	rs := &l.rollups
+	if rs.toFold == nil {
+		rs.toFold = map[string]uint64{}
+	}
+	if len(rs.toFold) < maxFoldQueue {
+		rs.toFold[string(key)] = id
+	}
 }
 
 // EnsureRollup returns the namespace's rollup of r's definition, creating
@@ -426,7 +487,7 @@ func (l *Log) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.
 	}
 	batch := l.db.NewBatch()
 	defer batch.Close()
-	if err := l.writeCells(batch, cells.Cells()); err != nil {
+	if err := l.writeCells(batch, cells.Cells(), time.Now()); err != nil {
 		return odometer.Rollup{}, fmt.Errorf("backfill rollup %d: %w", id, err)
 	}
 	b, _ := json.Marshal(rec)
@@ -589,6 +650,9 @@ func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn f
 			return err
 		}
 		c.Value = v
+		if len(v) > foldBytes {
+			s.l.queueFold(k, sc.Rollup)
+		}
 		if err := fn(&c); err != nil {
 			return err
 		}

@@ -10,16 +10,27 @@ import (
 	"github.com/odometerhq/odometer"
 )
 
-// Quarter is the finest bucket of a rollup. Every zone offset in use today
-// is a whole number of quarter hours (Asia/Kathmandu is +05:45), so every
-// MINUTE-free window of every zone is a union of quarters; docs/rollups.md
-// has the exceptions.
+// Quarter is the finest bucket of a rollup's cells for all subjects.
+// Every zone offset in use today is a whole number of quarter hours
+// (Asia/Kathmandu is +05:45), so every window of an HOUR, DAY or MONTH
+// query in any zone is a union of quarters; docs/rollups.md has the
+// exceptions.
 const Quarter = 15 * time.Minute
 
-// Sizes lists the bucket sizes a rollup keeps, finest first. Each is a
-// whole number of the one before it, and each bucket starts at a multiple
-// of its size since the Unix epoch: UTC quarters, hours and days.
-var Sizes = []time.Duration{Quarter, time.Hour, 24 * time.Hour}
+// AllSizes lists the bucket sizes of a rollup's cells for all subjects,
+// finest first, and SubjectSizes those of its cells per subject. Each
+// size is a whole number of the one before it, and each bucket starts at
+// a multiple of its size since the Unix epoch: UTC quarters, hours and
+// days. Cells per subject are whole UTC days only: with events spread
+// over many subjects nearly every event makes cells of its own, and each
+// finer size would cost every append another write, while a query for
+// named subjects reads few events anyway. The parts of its windows that
+// are not whole UTC days (all of them, for DAY windows in a zone other
+// than UTC) are read from events (docs/rollups.md).
+var (
+	AllSizes     = []time.Duration{Quarter, time.Hour, 24 * time.Hour}
+	SubjectSizes = []time.Duration{24 * time.Hour}
+)
 
 // Cell is one rollup cell's contribution from a batch of events: Value is
 // a list of partial aggregates (see partial.go) to add to the stored cell.
@@ -100,9 +111,13 @@ func (cs *Cells) Add(r *Roller, e *odometer.ScannedEvent) {
 	if cs.index == nil {
 		cs.index = map[string]int{}
 	}
-	for _, size := range Sizes {
-		bucket := e.Time.Truncate(size)
-		for _, bySubject := range [2]bool{false, true} {
+	for _, bySubject := range [2]bool{false, true} {
+		sizes := AllSizes
+		if bySubject {
+			sizes = SubjectSizes
+		}
+		for _, size := range sizes {
+			bucket := e.Time.Truncate(size)
 			k := binary.BigEndian.AppendUint64(cs.key[:0], r.Rollup.ID)
 			k = binary.BigEndian.AppendUint64(k, uint64(size))
 			k = binary.BigEndian.AppendUint64(k, uint64(bucket.Unix()))

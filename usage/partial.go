@@ -20,8 +20,9 @@ import (
 //	  MAX       dec(max)
 //	  LATEST    dec(value) varint(time, µs) varint(ingested, µs) str(source) str(id)
 //
-// where dec and str are a uvarint length and the text (a decimal in
-// Decimal.String's notation). Lists concatenate: the concatenation of two
+// where str is a uvarint length and the bytes, and dec a decimal: 0,
+// varint(coefficient), varint(exponent) when the coefficient fits an
+// int64, else 1 and str(Decimal.String's notation). Lists concatenate: the concatenation of two
 // values is the value of the union of their events, so a store may append
 // a batch's partial to a cell without reading it (Pebble's concatenating
 // merge), and fold the list into one partial whenever it likes.
@@ -39,8 +40,11 @@ func appendPartial(dst []byte, agg odometer.Aggregation, g *group) []byte {
 	b = binary.AppendUvarint(b, uint64(g.n))
 	b = binary.AppendVarint(b, g.first.UnixMicro())
 	dec := func(b []byte, x odometer.Decimal) []byte {
+		if c, e, ok := x.Parts(); ok {
+			return binary.AppendVarint(binary.AppendVarint(append(b, 0), c), int64(e))
+		}
 		s := x.String()
-		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+		return append(binary.AppendUvarint(append(b, 1), uint64(len(s))), s...)
 	}
 	str := func(b []byte, s string) []byte {
 		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
@@ -117,8 +121,26 @@ func decodePartial(agg odometer.Aggregation, p *group, b []byte) error {
 		return f, true
 	}
 	dec := func(x *odometer.Decimal) bool {
+		if len(b) == 0 {
+			return false
+		}
+		kind := b[0]
+		b = b[1:]
+		if kind == 0 {
+			c, k := binary.Varint(b)
+			if k <= 0 {
+				return false
+			}
+			e, k2 := binary.Varint(b[k:])
+			if k2 <= 0 || e != int64(int32(e)) {
+				return false
+			}
+			b = b[k+k2:]
+			*x = odometer.NewDecimal(c, int32(e))
+			return true
+		}
 		f, ok := field()
-		if !ok {
+		if !ok || kind != 1 {
 			return false
 		}
 		d, err := odometer.ParseDecimal(string(f))

@@ -18,14 +18,14 @@ type piece struct {
 // span is a range of event time [from, to).
 type span struct{ from, to time.Time }
 
-// plan splits the query's range into pieces, the buckets of the rollup
-// that lie wholly inside one window (the largest that fit: UTC days, then
-// hours, then quarters), and slivers, the parts of windows too short or
-// misaligned for any bucket: ranges that do not start or end on a quarter
-// hour, and MINUTE windows' whole range. Pieces come in time order.
-func (a *usageAgg) plan(from, to time.Time) (pieces []piece, slivers []span) {
+// plan splits the query's range into pieces, buckets of the given sizes
+// (finest first) that lie wholly inside one window, the largest that fit,
+// and slivers, the parts of windows too short or misaligned for any
+// bucket: where a window starts or ends off the finest size. Pieces come
+// in time order.
+func (a *usageAgg) plan(from, to time.Time, sizes []time.Duration) (pieces []piece, slivers []span) {
 	each := func(s, e time.Time) {
-		q0, q1 := ceilTime(s, Quarter), e.Truncate(Quarter)
+		q0, q1 := ceilTime(s, sizes[0]), e.Truncate(sizes[0])
 		if !q0.Before(q1) {
 			slivers = append(slivers, span{s, e})
 			return
@@ -34,8 +34,8 @@ func (a *usageAgg) plan(from, to time.Time) (pieces []piece, slivers []span) {
 			slivers = append(slivers, span{s, q0})
 		}
 		for p := q0; p.Before(q1); {
-			size := Quarter
-			for _, z := range Sizes[1:] {
+			size := sizes[0]
+			for _, z := range sizes[1:] {
 				if p.Truncate(z).Equal(p) && !p.Add(z).After(q1) {
 					size = z
 				}
@@ -113,10 +113,17 @@ func queryRollups(ctx context.Context, rs odometer.RollupStore, a *usageAgg, sub
 	}
 	r := list[i]
 	bySubject := a.bySubject || a.subjectFilter != nil || len(subjects) > 0
+	// Few combinations of group values recur in many cells: each is
+	// decoded once.
+	decoded := map[string][]*string{}
 	cell := func(c *odometer.RollupCell) error {
-		vals, err := decodeGroupValues(c.Groups, len(m.GroupKeys()))
-		if err != nil {
-			return err
+		vals, ok := decoded[string(c.Groups)]
+		if !ok {
+			var err error
+			if vals, err = decodeGroupValues(c.Groups, len(m.GroupKeys())); err != nil {
+				return err
+			}
+			decoded[string(c.Groups)] = vals
 		}
 		p := &group{vals: vals}
 		if err := foldPartials(m.Aggregation, p, c.Value); err != nil {
@@ -171,7 +178,11 @@ func queryRollups(ctx context.Context, rs odometer.RollupStore, a *usageAgg, sub
 			return true, nil // no usage
 		}
 	}
-	pieces, slivers := a.plan(from, a.to)
+	sizes := AllSizes
+	if bySubject {
+		sizes = SubjectSizes
+	}
+	pieces, slivers := a.plan(from, a.to, sizes)
 	for _, br := range ranges(pieces) {
 		s := scan
 		s.Size, s.From, s.To = br.size, br.from, br.to

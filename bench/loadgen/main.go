@@ -73,6 +73,7 @@ type config struct {
 	TimeZone    string
 	Source      string
 	Stream      bool
+	Shape       string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -97,6 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.MaxRetries, "max-retries", 1000, "resends of one request after 429/503 (honouring Retry-After) before giving up on it")
 	fs.StringVar(&c.Meter, "meter", "tokens", "meter slug queried in query mode")
 	fs.StringVar(&c.TimeZone, "tz", "UTC", "windowTimeZone for query mode")
+	fs.StringVar(&c.Shape, "shape", "subject", "query mode: subject (one random customer's span by day and model), "+
+		"all (every customer's span by day and model), per-subject (every customer's total over the span: groupBy=subject)")
 	fs.StringVar(&c.Source, "source", "loadgen", "CloudEvents source of generated events")
 	fs.BoolVar(&c.Stream, "stream", false, "ingestion modes: build each request body just before sending it instead of all before the clock starts, "+
 		"so that loadgen's memory stays flat whatever --events is (long runs, e.g. bench/soak.sh); the generator then shares the CPU with the server")
@@ -128,6 +131,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--dup-rate must be in [0, 1)")
 	case c.Span <= 0:
 		return nil, errors.New("--span must be positive")
+	case c.Shape != "subject" && c.Shape != "all" && c.Shape != "per-subject":
+		return nil, fmt.Errorf("--shape must be subject, all or per-subject; got %q", c.Shape)
 	}
 	if c.Mode == "single" {
 		c.Batch = 1

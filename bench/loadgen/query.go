@@ -25,9 +25,10 @@ func queryWindow(now time.Time, span time.Duration, loc *time.Location) (from, t
 	return day(now.Add(-span)), day(now).AddDate(0, 0, 1)
 }
 
-// runQueries has each client ask, until the duration is over, for one
-// random subject's usage over the span (about a month) by day, grouped by
-// model.
+// runQueries has each client ask, until the duration is over, for the
+// usage over the span (about a month) of --shape: one random subject's by
+// day, grouped by model; every subject's by day, grouped by model; or
+// every subject's total.
 func runQueries(ctx context.Context, hc *http.Client, c *config, stderr io.Writer) (*report, error) {
 	loc, err := time.LoadLocation(c.TimeZone)
 	if err != nil {
@@ -37,11 +38,21 @@ func runQueries(ctx context.Context, hc *http.Client, c *config, stderr io.Write
 	q := url.Values{}
 	q.Set("from", from.Format(time.RFC3339))
 	q.Set("to", to.Format(time.RFC3339))
-	q.Set("windowSize", "DAY")
-	q.Set("windowTimeZone", c.TimeZone)
-	q.Set("groupBy", "model")
-	base := c.URL + "/api/v1/meters/" + url.PathEscape(c.Meter) + "/query?" + q.Encode() + "&subject="
-	fmt.Fprintf(stderr, "loadgen: querying %s<customer> for %s\n", base, c.Duration)
+	if c.Shape == "per-subject" {
+		q.Set("groupBy", "subject")
+	} else {
+		q.Set("windowSize", "DAY")
+		q.Set("windowTimeZone", c.TimeZone)
+		q.Set("groupBy", "model")
+	}
+	base := c.URL + "/api/v1/meters/" + url.PathEscape(c.Meter) + "/query?" + q.Encode()
+	perSubject := c.Shape == "subject"
+	if perSubject {
+		base += "&subject="
+		fmt.Fprintf(stderr, "loadgen: querying %s<customer> for %s\n", base, c.Duration)
+	} else {
+		fmt.Fprintf(stderr, "loadgen: querying %s for %s\n", base, c.Duration)
+	}
 
 	elog := &errorLog{stderr: stderr}
 	stats := make([]clientStats, c.Clients)
@@ -57,12 +68,15 @@ func runQueries(ctx context.Context, hc *http.Client, c *config, stderr io.Write
 			u := make([]byte, 0, len(base)+16)
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				u = append(u[:0], base...)
-				u = append(u, "customer-"...)
-				s := rng.Uint64N(uint64(c.Subjects))
-				for d := uint64(10000); d > 1 && s < d; d /= 10 {
-					u = append(u, '0')
+				s := uint64(0)
+				if perSubject {
+					u = append(u, "customer-"...)
+					s = rng.Uint64N(uint64(c.Subjects))
+					for d := uint64(10000); d > 1 && s < d; d /= 10 {
+						u = append(u, '0')
+					}
+					u = strconv.AppendUint(u, s, 10)
 				}
-				u = strconv.AppendUint(u, s, 10)
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, string(u), nil)
 				if err != nil {
 					panic(err) // built from a valid base URL

@@ -122,6 +122,7 @@ type fileConfig struct {
 		QueueEvents       *scalar `yaml:"queueEvents"`
 	} `yaml:"ingest"`
 	UsageCacheHours *scalar       `yaml:"usageCacheHours"`
+	UsageRollups    *scalar       `yaml:"usageRollups"`
 	IdentityFilter  *scalar       `yaml:"identityFilterBytes"`
 	NoExport        *scalar       `yaml:"noExport"`
 	ExportInterval  *scalar       `yaml:"exportInterval"`
@@ -350,6 +351,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"commit-batch-events", "ingest.commitBatchEvents", fc.Ingest.CommitBatchEvents},
 		{"queue-events", "ingest.queueEvents", fc.Ingest.QueueEvents},
 		{"usage-cache-hours", "usageCacheHours", fc.UsageCacheHours},
+		{"usage-rollups", "usageRollups", fc.UsageRollups},
 		{"identity-filter-bytes", "identityFilterBytes", fc.IdentityFilter},
 		{"no-export", "noExport", fc.NoExport},
 		{"export-interval", "exportInterval", fc.ExportInterval},

@@ -39,6 +39,7 @@ postgres: postgres://cfg@db/odometer
 postgresMaxConns: 3
 noMigrate: true
 usageCacheHours: 1000
+usageRollups: false
 identityFilterBytes: 8MiB
 outcomeLogSize: 500
 maxQueryGroups: 2500
@@ -58,7 +59,7 @@ metricsAddr: 127.0.0.1:9464
 		Addr: "127.0.0.1:8888", Data: "./data", EventLog: "pebble", LogLevel: slog.LevelInfo, LogFormat: "text",
 		MaxBodyBytes: 16 << 20, MaxBatchEvents: 10000, FutureSkew: 24 * time.Hour,
 		CommitBatchEvents: 20000, QueueEvents: 200000, ShutdownTimeout: 10 * time.Second, PostgresMaxConns: 16,
-		UsageCacheHours: 500000, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 10000, HeaderTimeout: 10 * time.Second,
+		UsageCacheHours: 500000, UsageRollups: true, ExportInterval: 30 * time.Second, MaxConns: 10000, MaxQueryWindows: 10000, MaxQueryGroups: 10000, HeaderTimeout: 10 * time.Second,
 		OutcomeLogSize: 10000, MaxConnsPerAddr: 1000, IdleTimeout: 30 * time.Second, BodyTimeout: 10 * time.Second, MaxInflightBody: 128 << 20, IdentityFilterBytes: 64 << 20,
 	}
 	fromConfig := serveConfig{
@@ -81,7 +82,7 @@ metricsAddr: 127.0.0.1:9464
 		{"flags", []string{"--addr", ":1", "--data=d", "--log-level", "debug", "--log-format", "json",
 			"--max-body-bytes", "1MiB", "--max-batch-events", "3", "--future-skew", "0", "--max-age", "1h",
 			"--commit-batch-events", "4", "--queue-events", "8", "--shutdown-timeout", "1s", "--event-log", "sqlite",
-			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0",
+			"--postgres", "postgres://flag@db/x", "--postgres-max-conns", "5", "--no-migrate", "--usage-cache-hours", "0", "--usage-rollups=false",
 			"--no-export", "--export-interval", "1m", "--outcome-log-size", "0", "--max-conns-per-addr", "0",
 			"--idle-timeout", "5s", "--body-timeout", "1s", "--max-inflight-body", "1GiB", "--allowed-hosts", "h1, h2",
 			"--allowed-hosts", "h3", "--metrics-addr", ":9464", "--max-query-groups", "7", "--identity-filter-bytes", "1MiB"}, nil,

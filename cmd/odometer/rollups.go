@@ -12,12 +12,29 @@ import (
 )
 
 // startRollups starts the maintainer of the store's usage rollups, if the
-// store keeps them, and its metrics. stop ends it and waits, so that the
-// store is never closed under a backfill step.
-func startRollups(ctx context.Context, store odometer.Store, log *slog.Logger, reg prometheus.Registerer) (mt *usage.Maintainer, stop func()) {
+// store keeps them and they are on, and its metrics; when they are off, it
+// drops the rollups the store has, so that appends stop adding to them.
+// stop ends the maintainer and waits, so that the store is never closed
+// under a backfill step.
+func startRollups(ctx context.Context, store odometer.Store, on bool, log *slog.Logger, reg prometheus.Registerer) (mt *usage.Maintainer, stop func(), err error) {
 	rs, ok := store.(odometer.RollupStore)
 	if !ok {
-		return nil, func() {}
+		return nil, func() {}, nil
+	}
+	if !on {
+		list, err := rs.Rollups(ctx, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range list {
+			if err := rs.DropRollup(ctx, r.ID); err != nil {
+				return nil, nil, err
+			}
+		}
+		if len(list) > 0 {
+			log.Info("usage rollups dropped (--usage-rollups=false)", "rollups", len(list))
+		}
+		return nil, func() {}, nil
 	}
 	mt = &usage.Maintainer{Store: rs, Meters: store, Log: log.With("component", "rollups")}
 	for _, g := range []struct {
@@ -38,5 +55,5 @@ func startRollups(ctx context.Context, store odometer.Store, log *slog.Logger, r
 	rctx, cancel := context.WithCancel(ctx)
 	var running sync.WaitGroup
 	running.Go(func() { mt.Run(rctx) })
-	return mt, func() { cancel(); running.Wait() }
+	return mt, func() { cancel(); running.Wait() }, nil
 }

@@ -50,6 +50,7 @@ type serveConfig struct {
 	CommitBatchEvents int
 	QueueEvents       int
 	UsageCacheHours   int
+	UsageRollups      bool
 	ShutdownTimeout   time.Duration
 	DebugAddr         string
 	// Meters are the meters the config file declares, validated.
@@ -104,6 +105,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.MaxAge, "max-age", 0, "how far in the past an event's time may be (0: no limit)")
 	fs.IntVar(&c.CommitBatchEvents, "commit-batch-events", 20000, "most events in one database commit")
 	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
+	fs.BoolVar(&c.UsageRollups, "usage-rollups", true, "keep durable usage rollups in the embedded event log, so that usage queries read aggregates instead of every event; "+
+		"false drops them and makes ingestion cheaper (docs/rollups.md)")
 	fs.IntVar(&c.UsageCacheHours, "usage-cache-hours", usage.DefaultRollupHours, "most (meter, subject, hour or day) usage rollups cached in memory: 170 bytes each plus 370 per group-by combination with usage (0: no cache; docs/meters.md)")
 	c.IdentityFilterBytes = eventlog.DefaultFilterBytes
 	fs.Var(&c.IdentityFilterBytes, "identity-filter-bytes", "memory for the embedded event log's filter of stored event identities, fixed: it holds `bytes`×2/3 identities at a 1% false-positive rate, and more at a higher one (docs/storage.md)")
@@ -298,7 +301,10 @@ func serveHTTP(ctx context.Context, cfg *serveConfig, log *slog.Logger, store od
 		log.Warn("no API keys: serving open, in namespace default, with every scope; " +
 			"only this host can connect unless --insecure was given (docs/security.md)")
 	}
-	maintainer, stopRollups := startRollups(ctx, store, log, reg)
+	maintainer, stopRollups, err := startRollups(ctx, store, cfg.UsageRollups, log, reg)
+	if err != nil {
+		return err
+	}
 	defer stopRollups()
 	handler, err := api.NewHandler(api.Config{
 		Store:    store,

@@ -55,8 +55,10 @@ type Log struct {
 
 	// backfillMu serializes BackfillRollup calls.
 	backfillMu sync.Mutex
-	// foldMu guards rollups.toFold, which queries add to.
-	foldMu sync.Mutex
+	// foldMu guards rollups.toFold, which queries add to, and the flags
+	// beside it; folders are the background folds (foldQueued).
+	foldMu  sync.Mutex
+	folders sync.WaitGroup
 
 	// filter answers "certainly new" for most new identities (filter.go);
 	// a background scan fills it, which Close cancels and waits for. Set
@@ -248,6 +250,11 @@ func (l *Log) init() error {
 // Close closes the log. It waits for a running append; reads must have
 // returned. Calls after Close fail; a second Close does nothing.
 func (l *Log) Close() error {
+	// No more background folds; a running one needs l.mu to finish.
+	l.foldMu.Lock()
+	l.rollups.noFolds = true
+	l.foldMu.Unlock()
+	l.folders.Wait()
 	// A running backfill step reads without l.mu; let it finish first.
 	l.backfillMu.Lock()
 	defer l.backfillMu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -93,6 +94,8 @@ type rollupSet struct {
 	// toFold holds cells that queries found long, to be folded by the
 	// next append (under Log.foldMu, not Log.mu: readers add to it).
 	toFold map[string]uint64 // cell key → rollup ID
+	// folding: a foldQueued is on its way; noFolds: Close has begun.
+	folding, noFolds bool
 }
 
 var keyRollupID = []byte{tagMeta, 'r', 'o', 'l', 'l', 'u', 'p', 'i', 'd'}
@@ -280,6 +283,37 @@ func (l *Log) queueFold(key []byte, id uint64) {
 	}
 	if len(rs.toFold) < maxFoldQueue {
 		rs.toFold[string(key)] = id
+	}
+	// Without appends the queue would wait: fold it now, in the
+	// background, unless a fold is on its way or the log is closing.
+	if !rs.folding && !rs.noFolds {
+		rs.folding = true
+		l.folders.Go(l.foldQueued)
+	}
+}
+
+// foldQueued folds the cells queries found long, in a batch of its own.
+func (l *Log) foldQueued() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.foldMu.Lock()
+	l.rollups.folding = false
+	l.foldMu.Unlock()
+	if l.closed.Load() {
+		return
+	}
+	batch := l.db.NewBatch()
+	defer batch.Close()
+	if err := l.writeCells(batch, nil, time.Now()); err != nil {
+		slog.Warn("fold rollup cells", "component", "eventlog", "err", err)
+		return
+	}
+	if batch.Empty() {
+		return
+	}
+	// NoSync: a fold changes no answer, and is atomic if lost.
+	if err := batch.Commit(pebble.NoSync); err != nil {
+		slog.Warn("fold rollup cells", "component", "eventlog", "err", err)
 	}
 }
 

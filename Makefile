@@ -44,6 +44,10 @@ bench-bodies: build ## server memory with 64 clients sending 16 MiB bodies (benc
 bench-soak: ## memory under 10 minutes of sustained ingestion: RSS every 30 s, PASS if flat after warm-up (bench/README.md)
 	bash bench/soak.sh
 
+.PHONY: bench-queries
+bench-queries: ## usage queries at 200K, 2M and 20M stored events: one customer, all customers, per-customer totals (bench/README.md)
+	bash bench/queries.sh
+
 .PHONY: fuzz
 fuzz: ## fuzz the event decoders, the JSONPath and decimal fast paths, JSON output and the event-log key codec, FUZZTIME each (default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEvents -fuzztime $(FUZZTIME) .

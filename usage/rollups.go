@@ -125,6 +125,9 @@ func queryRollups(ctx context.Context, rs odometer.RollupStore, a *usageAgg, sub
 			}
 			decoded[string(c.Groups)] = vals
 		}
+		if !a.passes(c.Subject, vals) {
+			return nil
+		}
 		p := &group{vals: vals}
 		if err := foldPartials(m.Aggregation, p, c.Value); err != nil {
 			return err

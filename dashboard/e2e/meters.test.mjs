@@ -93,6 +93,11 @@ test("the meter page shows exactly what the API answers, across window sizes and
   assert.deepEqual([...shown.cells].sort(), sortedValues(want));
   const sum = want.reduce((a, r) => a + Math.round(Number(r.value) * 10), 0);
   assert.equal(sum, [...Array(120).keys()].reduce((a, i) => a + (i % 9) + 1, 0), "the DAY windows hold every event");
+  // The page says how the server reads the meter, as the API does.
+  const state = (await (await fetch(url + "/api/v1/meters/tokens")).json()).usageRollup.state;
+  const said = await page.getByTestId("usage-rollup").textContent();
+  assert.match(said, { ready: /read from rollups/, backfilling: /being built/, none: /stored events/ }[state],
+    `rollup state ${state}, page says ${JSON.stringify(said)}`);
 
   // HOUR windows.
   shown = await queryAndRead(page, () => page.getByLabel("Window size").selectOption("HOUR"));

@@ -96,8 +96,15 @@ export async function meterPage(slug, v, signal, params = new URLSearchParams())
   const desc = [meter.name && meter.name !== meter.slug ? meter.name : null,
     `${meter.aggregation} of ${meter.eventType} events`, meter.valueProperty ? `(${meter.valueProperty})` : null]
     .filter(Boolean).join(" · ");
+  // How the server reads this meter's usage (docs/rollups.md).
+  const ru = meter.usageRollup || { state: "none" };
+  const rollup = el("p", { class: "muted", "data-testid": "usage-rollup" },
+    ru.state === "ready" ? "Usage is read from rollups."
+      : ru.state === "backfilling"
+        ? `Rollups are being built: ${Number(ru.pendingEvents || 0).toLocaleString("en-US")} stored events to go; until then queries also read events, with the same answers.`
+        : "Usage is read from the stored events.");
   show(el("p", {}, el("a", { href: "#/meters" }, "← Meters")), el("h1", {}, slug),
-    el("p", { class: "muted" }, desc), form, zonesList, results);
+    el("p", { class: "muted" }, desc), rollup, form, zonesList, results);
 
   // request builds the query from the pickers, or throws an Error whose
   // message says which picker is wrong.

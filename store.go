@@ -169,8 +169,9 @@ type RollupScan struct {
 
 // RollupStore is an EventStore that keeps usage rollups with its events.
 // Every AppendEvents adds its accepted events to the cells of every rollup
-// of their namespace and type, in its own transaction, so cells and events
-// always agree: a read sees both or neither.
+// of their namespace and type, so that cells and events always agree: a
+// Snapshot sees an event and its cells, or neither (a store may write the
+// cells later, as long as its snapshots count them until then).
 type RollupStore interface {
 	EventStore
 	// EnsureRollup returns the namespace's rollup of r.Meter's definition
@@ -198,8 +199,11 @@ type RollupStore interface {
 type RollupSnapshot interface {
 	// Rollups is RollupStore.Rollups in this view.
 	Rollups(ctx context.Context, namespace string) ([]Rollup, error)
-	// ReadRollups calls fn for every cell that s selects, ordered by
-	// bucket, then subject, then group values.
+	// ReadRollups calls fn for every cell that s selects, in no
+	// particular order. Several cells may share a bucket, subject and
+	// group values, and a cell of a finer size may stand for part of a
+	// bucket of s.Size: the aggregates of the cells in a bucket add up to
+	// its aggregate.
 	ReadRollups(ctx context.Context, s RollupScan, fn func(*RollupCell) error) error
 	// ScanEvents is EventStore.ScanEvents in this view.
 	ScanEvents(ctx context.Context, s EventScan, fn func(*ScannedEvent) error) error

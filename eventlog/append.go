@@ -28,6 +28,7 @@ type appendBuffers struct {
 	key    []byte   // scratch for keys
 	val    []byte   // scratch for index values
 	rec    []byte   // scratch for records
+	jour   []byte   // the journal entry (pending.go)
 }
 
 // kv is one key and its value, as offsets into appendBuffers.arena (which
@@ -56,6 +57,7 @@ func (l *Log) AppendEvents(ctx context.Context, events []odometer.Event) ([]odom
 				Fields:  []odometer.FieldError{{Index: i, Field: "data", Reason: "not valid JSON"}}}
 		}
 	}
+	l.pend.throttle()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -164,7 +166,9 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 	}
 
 	// The keys of the accepted events, with sequence numbers in input order.
+	// Those a rollup counts are listed in the journal entry.
 	seq := l.seq
+	b.jour = b.jour[:0]
 	for i := range events {
 		if out[i] != odometer.Accepted {
 			continue
@@ -189,6 +193,9 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		add(key(b.dedup[i]), b.key[len(b.key)-suffixLen:])
 		b.rec = appendRecord(b.rec[:0], e.Source, e.ID, e.SpecVersion, e.DataContentType, e.DataSchema, e.IngestedAt, e.Data)
 		add(b.key, b.rec)
+		if len(l.rollups.rollers(e.Namespace, e.Type)) > 0 {
+			b.jour = appendJournalEntry(b.jour, b.key)
+		}
 
 		b.key = timePrefix(b.key[:0], e.Namespace)
 		b.key = appendTime(b.key, e.Time)
@@ -199,6 +206,9 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		return out, nil // all duplicates: nothing to write or sync
 	}
 	add(keySeq, binary.BigEndian.AppendUint64(b.key[:0], seq))
+	if len(b.jour) > 0 {
+		add(journalKey(seq), b.jour)
+	}
 
 	// Late events leave their watermarks in the same batch. Appends are
 	// serialized under l.mu, so the stored value read here is current, and
@@ -215,14 +225,6 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		}
 	}
 
-	// The accepted events' contributions to the usage rollups of their
-	// meters, in the same batch: cells and events are committed together.
-	var cells []usage.Cell
-	if len(l.rollups.byType) > 0 {
-		l.rollups.cells.AddEvents(l.rollups.rollers, events, out)
-		cells = l.rollups.cells.Cells()
-	}
-
 	// Applying the batch inserts each key into the memtable's skiplist, and
 	// random keys make that the most expensive step of an append (cache
 	// misses on every level). In key order, consecutive inserts share most
@@ -237,9 +239,6 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 			return nil, err
 		}
 	}
-	if err := l.writeCells(batch, cells, time.Now()); err != nil {
-		return nil, err
-	}
 	// Last chance to give up: after Commit the events are stored.
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -248,6 +247,14 @@ func (l *Log) appendLocked(ctx context.Context, events []odometer.Event) ([]odom
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	l.seq = seq
+	// The accepted events' cells, pending until the flusher writes them;
+	// the journal entry committed with the events stands for them until
+	// then.
+	var addCells func(*usage.Cells)
+	if len(b.jour) > 0 {
+		addCells = func(cs *usage.Cells) { cs.AddEvents(l.rollups.rollers, events, out) }
+	}
+	l.pend.register(seq, addCells)
 	l.late.Written(marks)
 	for i := range events {
 		if out[i] == odometer.Accepted {

@@ -24,6 +24,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/usage"
 )
 
 // DirName is the name of the event log's directory inside the data
@@ -32,10 +33,12 @@ const DirName = "events"
 
 // formatVersion is the layout of keys and records described in keys.go.
 // Open refuses a log written in a newer layout rather than misread it.
-// Version 2 added usage rollups, which every append must keep: Open raises
-// a version 1 log to 2, so that an older binary, which would append without
-// adding to the rollups, refuses the log instead of corrupting them.
-const formatVersion = 2
+// Version 2 added usage rollups, which every append must keep; version 3
+// writes their cells behind the events, with a journal that Open must
+// re-read (pending.go). Open raises an older log to 3, so that an older
+// binary, which would append without adding to the rollups or ignore the
+// journal, refuses the log instead of corrupting them.
+const formatVersion = 3
 
 // Log is an odometer.EventStore on Pebble. It is safe for concurrent use;
 // appends are serialized, reads run concurrently with them.
@@ -55,10 +58,16 @@ type Log struct {
 
 	// backfillMu serializes BackfillRollup calls.
 	backfillMu sync.Mutex
-	// foldMu guards rollups.toFold, which queries add to, and the flags
-	// beside it; folders are the background folds (foldQueued).
-	foldMu  sync.Mutex
-	folders sync.WaitGroup
+	// cellMu serializes the writers of rollup cells: the flusher,
+	// backfills and DropRollup. It guards rolled, the last sequence
+	// number whose cells are stored.
+	cellMu sync.Mutex
+	rolled uint64
+	// pend holds the cells of appended events until the flusher writes
+	// them (pending.go).
+	pend pending
+	// foldMu guards rollups.toFold, which queries add to.
+	foldMu sync.Mutex
 
 	// filter answers "certainly new" for most new identities (filter.go);
 	// a background scan fills it, which Close cancels and waits for. Set
@@ -116,6 +125,7 @@ func OpenOptions(dir string, o Options) (*Log, error) {
 		db.Close()
 		return nil, fmt.Errorf("open event log %s: %w", dir, err)
 	}
+	l.pend.done.Go(l.runFlusher)
 	return l, nil
 }
 
@@ -211,7 +221,7 @@ func (l *Log) init() error {
 		if err := l.db.Set(keyFormat, []byte{formatVersion}, pebble.Sync); err != nil {
 			return err
 		}
-		return l.loadRollups()
+		return l.initRollups()
 	case err != nil:
 		return fmt.Errorf("read format: %w", err)
 	}
@@ -220,8 +230,9 @@ func (l *Log) init() error {
 		format = int(v[0])
 	}
 	closer.Close()
-	if format == 1 {
-		// Nothing in a version 1 log changes meaning in version 2.
+	if format == 1 || format == 2 {
+		// Nothing in a version 1 or 2 log changes meaning in version 3:
+		// it has no journal, and all its cells are stored.
 		if err := l.db.Set(keyFormat, []byte{formatVersion}, pebble.Sync); err != nil {
 			return fmt.Errorf("raise format to %d: %w", formatVersion, err)
 		}
@@ -244,17 +255,43 @@ func (l *Log) init() error {
 		l.seq = binary.BigEndian.Uint64(v)
 		closer.Close()
 	}
-	return l.loadRollups()
+	return l.initRollups()
+}
+
+// initRollups loads the rollups and puts the journaled events' cells back
+// into pending.
+func (l *Log) initRollups() error {
+	if err := l.loadRollups(); err != nil {
+		return err
+	}
+	rolled, err := readU64(l.db, keyRolled)
+	if err != nil {
+		return err
+	}
+	l.rolled = rolled
+	cells := new(usage.Cells)
+	if err := l.replayJournal(cells); err != nil {
+		return fmt.Errorf("re-read rollup journal: %w", err)
+	}
+	l.pend.init(l.seq, cells)
+	return nil
 }
 
 // Close closes the log. It waits for a running append; reads must have
 // returned. Calls after Close fail; a second Close does nothing.
-func (l *Log) Close() error {
-	// No more background folds; a running one needs l.mu to finish.
-	l.foldMu.Lock()
-	l.rollups.noFolds = true
-	l.foldMu.Unlock()
-	l.folders.Wait()
+func (l *Log) Close() error { return l.close(true) }
+
+// close is Close; without flush it leaves the pending cells unwritten, as
+// a crash would (for tests).
+func (l *Log) close(flush bool) error {
+	l.stopFlusher()
+	if flush {
+		// The pending cells are written, so that the next Open has no
+		// journal to re-read; appends still running are journaled.
+		if err := l.flush(pebble.Sync); err != nil {
+			slog.Warn("write rollup cells", "component", "eventlog", "err", err)
+		}
+	}
 	// A running backfill step reads without l.mu; let it finish first.
 	l.backfillMu.Lock()
 	defer l.backfillMu.Unlock()

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -26,22 +25,22 @@ import (
 //
 //	'r' u64(id) byte(by subject: 1, all subjects: 0) u64(size, ns) time(bucket) [str(subject)] groups
 //
-// valued with a list of partial aggregates (usage/partial.go). Appends add
-// to a cell with Pebble's default merge, which concatenates: a cell is
-// never read to be written, so an append costs one merge per cell it
-// touches.
+// valued with a list of partial aggregates (usage/partial.go). The
+// flusher (pending.go) and backfills add to a cell with Pebble's default
+// merge, which concatenates: a cell is never read to be written, so a
+// flush costs one merge per cell it touches.
 
-// Folding. A cell's list grows by one partial per append (or backfill
-// step) that touches it, and every read decodes the whole list, so lists
-// are folded into one partial by reading the cell and writing it back,
-// under l.mu, where no other write can slip between the two. Reading a
-// cell that was never folded visits every level of the LSM tree, which
-// cells of past buckets, written by late events and backfills, mostly
-// are; so appends fold only cells of current buckets, which are hot and
-// cheap to read (after the first fold a read stops at it), each with
-// probability 1/foldEvery. Any other cell is folded once a query has read
-// a list longer than foldBytes from it (l.rollups.toFold), by the next
-// append.
+// Folding. A cell's list grows by one partial per flush (or backfill step)
+// that touches it, and every read decodes the whole list, so lists are
+// folded into one partial by reading the cell and writing it back, under
+// l.cellMu, where no other write of cells can slip between the two.
+// Reading a cell that was never folded visits every level of the LSM
+// tree, which cells of past buckets, written by late events and
+// backfills, mostly are; so flushes fold only cells of current buckets,
+// which are hot and cheap to read (after the first fold a read stops at
+// it), each with probability 1/foldEvery. Any other cell is folded once a
+// query has read a list longer than foldBytes from it (l.rollups.toFold),
+// by the next flush, which the query wakes.
 const (
 	foldEvery    = 32
 	foldBytes    = 512
@@ -89,13 +88,10 @@ type rollupSet struct {
 	byID   map[uint64]*rollupState
 	byType map[nsType][]*usage.Roller
 	lastID uint64
-	cells  usage.Cells // reused by appends
-	rng    *rand.Rand  // chooses the current cells to fold
+	rng    *rand.Rand // chooses the current cells to fold (under Log.cellMu)
 	// toFold holds cells that queries found long, to be folded by the
-	// next append (under Log.foldMu, not Log.mu: readers add to it).
+	// next flush (under Log.foldMu, not Log.mu: readers add to it).
 	toFold map[string]uint64 // cell key → rollup ID
-	// folding: a foldQueued is on its way; noFolds: Close has begun.
-	folding, noFolds bool
 }
 
 var keyRollupID = []byte{tagMeta, 'r', 'o', 'l', 'l', 'u', 'p', 'i', 'd'}
@@ -203,15 +199,15 @@ func (rs *rollupSet) remove(id uint64) {
 func (rs *rollupSet) rollers(ns, typ string) []*usage.Roller { return rs.byType[nsType{ns, typ}] }
 
 // writeCells adds cells to batch, folding the current ones now and then
-// and those that queries found long. Called under l.mu.
-func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell, now time.Time) error {
+// and the queued ones that queries found long (cell key → rollup ID). aggs
+// holds the aggregation of every rollup the cells and queued keys belong
+// to; a queued cell of a rollup without one is gone. Called under
+// l.cellMu, which keeps every other writer of cells out between a fold's
+// read and its write.
+func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell, queued map[string]uint64, aggs map[uint64]odometer.Aggregation, now time.Time) error {
 	rs := &l.rollups
-	l.foldMu.Lock()
-	queued := rs.toFold
-	rs.toFold = nil
-	l.foldMu.Unlock()
-	// In key order, as the append's own keys: consecutive inserts into
-	// the memtable's skiplist then share most of their search path.
+	// In key order: consecutive inserts into the memtable's skiplist then
+	// share most of their search path.
 	keys := make([][]byte, len(cells))
 	var arena []byte
 	for i := range cells {
@@ -238,13 +234,13 @@ func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell, now time.Time)
 			}
 			continue
 		}
-		if err := l.fold(batch, key, c.Value, rs.byID[c.Rollup]); err != nil {
+		if err := l.fold(batch, key, c.Value, aggs[c.Rollup]); err != nil {
 			return err
 		}
 	}
 	for key, id := range queued {
-		if s := rs.byID[id]; s != nil {
-			if err := l.fold(batch, []byte(key), nil, s); err != nil {
+		if agg := aggs[id]; agg != "" {
+			if err := l.fold(batch, []byte(key), nil, agg); err != nil {
 				return err
 			}
 		}
@@ -253,8 +249,8 @@ func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell, now time.Time)
 }
 
 // fold writes to batch the cell under key, with the partials add added,
-// as one partial. Called under l.mu.
-func (l *Log) fold(batch *pebble.Batch, key, add []byte, s *rollupState) error {
+// as one partial. Called under l.cellMu.
+func (l *Log) fold(batch *pebble.Batch, key, add []byte, agg odometer.Aggregation) error {
 	old, closer, err := l.db.Get(key)
 	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
 		return fmt.Errorf("read rollup cell: %w", err)
@@ -266,17 +262,16 @@ func (l *Log) fold(batch *pebble.Batch, key, add []byte, s *rollupState) error {
 	if len(list) == 0 {
 		return nil // a queued cell that is gone
 	}
-	folded, err := usage.FoldPartials(s.rec.Meter.Aggregation, list)
+	folded, err := usage.FoldPartials(agg, list)
 	if err != nil {
 		return fmt.Errorf("fold rollup cell %x: %w", key, err)
 	}
 	return batch.Set(key, folded, nil)
 }
 
-// queueFold asks the next append to fold the cell under key.
+// queueFold asks the flusher to fold the cell under key.
 func (l *Log) queueFold(key []byte, id uint64) {
 	l.foldMu.Lock()
-	defer l.foldMu.Unlock()
 	rs := &l.rollups
 	if rs.toFold == nil {
 		rs.toFold = map[string]uint64{}
@@ -284,37 +279,25 @@ func (l *Log) queueFold(key []byte, id uint64) {
 	if len(rs.toFold) < maxFoldQueue {
 		rs.toFold[string(key)] = id
 	}
-	// Without appends the queue would wait: fold it now, in the
-	// background, unless a fold is on its way or the log is closing.
-	if !rs.folding && !rs.noFolds {
-		rs.folding = true
-		l.folders.Go(l.foldQueued)
-	}
+	l.foldMu.Unlock()
+	l.pend.wake()
 }
 
-// foldQueued folds the cells queries found long, in a batch of its own.
-func (l *Log) foldQueued() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.foldMu.Lock()
-	l.rollups.folding = false
-	l.foldMu.Unlock()
-	if l.closed.Load() {
-		return
+// readRollupRecord reads a rollup's stored state; nil if there is none.
+func readRollupRecord(r pebble.Reader, id uint64) (*rollupRecord, error) {
+	v, closer, err := r.Get(rollupDefKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
 	}
-	batch := l.db.NewBatch()
-	defer batch.Close()
-	if err := l.writeCells(batch, nil, time.Now()); err != nil {
-		slog.Warn("fold rollup cells", "component", "eventlog", "err", err)
-		return
+	if err != nil {
+		return nil, fmt.Errorf("read rollup %d: %w", id, err)
 	}
-	if batch.Empty() {
-		return
+	defer closer.Close()
+	var rec rollupRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, fmt.Errorf("rollup %d: %w", id, err)
 	}
-	// NoSync: a fold changes no answer, and is atomic if lost.
-	if err := batch.Commit(pebble.NoSync); err != nil {
-		slog.Warn("fold rollup cells", "component", "eventlog", "err", err)
-	}
+	return &rec, nil
 }
 
 // EnsureRollup returns the namespace's rollup of r's definition, creating
@@ -390,11 +373,14 @@ func compareU64(a, b uint64) int {
 	return 0
 }
 
-// DropRollup deletes a rollup and its cells.
+// DropRollup deletes a rollup and its cells. Its pending cells are left
+// out by the next flush.
 func (l *Log) DropRollup(ctx context.Context, id uint64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	l.cellMu.Lock()
+	defer l.cellMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -511,6 +497,8 @@ func (l *Log) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.
 		rec.Pending = 0
 	}
 
+	l.cellMu.Lock()
+	defer l.cellMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -521,7 +509,8 @@ func (l *Log) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.
 	}
 	batch := l.db.NewBatch()
 	defer batch.Close()
-	if err := l.writeCells(batch, cells.Cells(), time.Now()); err != nil {
+	aggs := map[uint64]odometer.Aggregation{id: rec.Meter.Aggregation}
+	if err := l.writeCells(batch, cells.Cells(), nil, aggs, time.Now()); err != nil {
 		return odometer.Rollup{}, fmt.Errorf("backfill rollup %d: %w", id, err)
 	}
 	b, _ := json.Marshal(rec)
@@ -550,12 +539,17 @@ func (l *Log) Snapshot(ctx context.Context) (odometer.RollupSnapshot, error) {
 	if l.closed.Load() {
 		return nil, fmt.Errorf("snapshot: %w", errClosed)
 	}
-	return &snapshot{l: l, snap: l.db.NewSnapshot()}, nil
+	snap, gens, err := l.view()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return &snapshot{l: l, snap: snap, gens: gens}, nil
 }
 
 type snapshot struct {
 	l    *Log
 	snap *pebble.Snapshot
+	gens []pendingGen   // the pending cells of the snapshot's events
 	recs []*rollupState // read on first use
 }
 
@@ -692,5 +686,13 @@ func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn f
 		}
 		ok = it.Next()
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	for _, g := range s.gens {
+		if err := g.cells.Scan(sc, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }

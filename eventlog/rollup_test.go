@@ -164,8 +164,9 @@ func TestFormatUpgrade(t *testing.T) {
 		t.Fatalf("%d events after the upgrade, want 100", len(ids))
 	}
 	l.Close()
-	// The log now says format 2, which a binary that knows only format 1
-	// refuses rather than append without adding to the rollups.
+	// The log now says format 3, which a binary that knows only format 1
+	// or 2 refuses rather than append without adding to the rollups or
+	// ignore their journal.
 	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
 	if err != nil {
 		t.Fatal(err)
@@ -176,8 +177,8 @@ func TestFormatUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closer.Close()
-	if string(v) != "\x02" {
-		t.Fatalf("format after the upgrade: %x, want 02", v)
+	if string(v) != "\x03" {
+		t.Fatalf("format after the upgrade: %x, want 03", v)
 	}
 }
 
@@ -274,5 +275,98 @@ func rollupCrashChild(dir string) {
 		if _, err := l.BackfillRollup(ctx, ids[b%2], 150); err != nil {
 			fail(err)
 		}
+	}
+}
+
+// TestRollupsJournal checks the cells written behind the events: queries
+// count each event once whether its cells are pending, being flushed or
+// stored, and a log closed without writing its pending cells, as a crash
+// leaves it, re-reads them from the journal at Open.
+func TestRollupsJournal(t *testing.T) {
+	dir := t.TempDir()
+	meters := rollupMeters(t)
+	l, err := eventlog.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := range 4 {
+		mustAppend(t, l, rollupEvents(b, 300)...)
+	}
+	rollups := ensureRollups(t, l, meters)
+	if _, err := l.BackfillRollup(t.Context(), rollups[0].ID, 500); err != nil {
+		t.Fatal(err)
+	}
+	// Queries run beside the flushes and appends, each checked against
+	// the events its own snapshot holds.
+	stop := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := l.Flush(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for b := 4; b < 14; b++ {
+		mustAppend(t, l, rollupEvents(b, 300)...)
+		// A resent batch: duplicates add nothing to the cells.
+		mustAppend(t, l, rollupEvents(b-1, 300)...)
+		sameUsage(t, fmt.Sprintf("after batch %d", b), l, meters)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.Journaled(); err != nil || n != 0 {
+		t.Fatalf("after a flush the journal holds %d entries (%v), want 0", n, err)
+	}
+	sameUsage(t, "all cells stored", l, meters)
+	// A query between a flush's commit and the end of the flush sees the
+	// flushed cells in the snapshot and must not count their pending copy.
+	mustAppend(t, l, rollupEvents(50, 300)...)
+	hooked := false
+	eventlog.SetFlushHook(t, func() {
+		hooked = true
+		sameUsage(t, "inside a flush", l, meters)
+	})
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventlog.SetFlushHook(t, nil)
+	if !hooked {
+		t.Fatal("the flush did not run its hook")
+	}
+	for b := 14; b < 18; b++ {
+		mustAppend(t, l, rollupEvents(b, 300)...)
+	}
+	if n, err := l.Journaled(); err != nil || n != 4 {
+		t.Fatalf("the journal holds %d entries (%v), want one per append since the flush: 4", n, err)
+	}
+	if err := l.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+
+	l = open(t, dir)
+	sameUsage(t, "after the journal was re-read", l, meters)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sameUsage(t, "after the re-read cells were stored", l, meters)
+	res, err := usage.QueryUsage(t.Context(), l, meters[1], odometer.UsageQuery{To: t0.Add(time.Hour)}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.Data[0].Value.Int64(); n != 19*300 {
+		t.Fatalf("COUNT through the rollups is %d, want %d", n, 19*300)
 	}
 }

@@ -78,15 +78,18 @@ func Rollable(m *odometer.Meter) bool { return m.Aggregation != odometer.UniqueC
 func Fingerprint(m *odometer.Meter) [sha256.Size]byte { return meterFingerprint(m) }
 
 // Cells accumulates the cells of a batch of events, one per distinct
-// (rollup, size, bucket, subject or all, group values).
+// (rollup, size, bucket, subject or all, group values): for all subjects
+// at the finest size only, per subject at each of SubjectSizes.
 type Cells struct {
-	index map[string]int
-	cells []cellAcc
+	index map[string]*cellAcc
+	cells []*cellAcc // in the order they were made
+	slab  []cellAcc  // where the next ones are made: one allocation per many
 	key   []byte
 	gv    []byte
 }
 
 type cellAcc struct {
+	key string // its key in Cells.index
 	c   Cell
 	agg odometer.Aggregation
 	g   group
@@ -108,56 +111,125 @@ func (cs *Cells) Add(r *Roller, e *odometer.ScannedEvent) {
 		val = v
 	}
 	cs.gv = appendGroupValues(cs.gv[:0], m, e.Data)
+	// Cells for all subjects are kept at the finest size only: Cells
+	// adds them up into the coarser sizes, and Scan reads them for any.
+	cs.cell(r.Rollup.ID, m.Aggregation, AllSizes[0], e.Time, "", false, cs.gv).g.add(m.Aggregation, val, "", e)
+	for _, size := range SubjectSizes {
+		cs.cell(r.Rollup.ID, m.Aggregation, size, e.Time, e.Subject, true, cs.gv).g.add(m.Aggregation, val, "", e)
+	}
+}
+
+// cell returns the cell of the bucket of the given size that t falls in,
+// making it if needed.
+func (cs *Cells) cell(rollup uint64, agg odometer.Aggregation, size time.Duration, t time.Time, subject string, bySubject bool, groups []byte) *cellAcc {
 	if cs.index == nil {
-		cs.index = map[string]int{}
+		cs.index = map[string]*cellAcc{}
 	}
-	for _, bySubject := range [2]bool{false, true} {
-		sizes := AllSizes
-		if bySubject {
-			sizes = SubjectSizes
-		}
-		for _, size := range sizes {
-			bucket := e.Time.Truncate(size)
-			k := binary.BigEndian.AppendUint64(cs.key[:0], r.Rollup.ID)
-			k = binary.BigEndian.AppendUint64(k, uint64(size))
-			k = binary.BigEndian.AppendUint64(k, uint64(bucket.Unix()))
-			subject := ""
-			if bySubject {
-				subject = e.Subject
-				k = append(k, 1)
-				k = binary.AppendUvarint(k, uint64(len(subject)))
-				k = append(k, subject...)
-			} else {
-				k = append(k, 0)
-			}
-			k = append(k, cs.gv...)
-			cs.key = k
-			i, ok := cs.index[string(k)]
-			if !ok {
-				i = len(cs.cells)
-				cs.index[string(k)] = i
-				cs.cells = append(cs.cells, cellAcc{agg: m.Aggregation, c: Cell{Rollup: r.Rollup.ID, Size: size, Bucket: bucket,
-					BySubject: bySubject, Subject: subject, Groups: slices.Clone(cs.gv)}})
-			}
-			cs.cells[i].g.add(m.Aggregation, val, "", e)
-		}
+	bucket := t.Truncate(size)
+	k := binary.BigEndian.AppendUint64(cs.key[:0], rollup)
+	k = binary.BigEndian.AppendUint64(k, uint64(size))
+	k = binary.BigEndian.AppendUint64(k, uint64(bucket.Unix()))
+	if bySubject {
+		k = append(k, 1)
+		k = binary.AppendUvarint(k, uint64(len(subject)))
+		k = append(k, subject...)
+	} else {
+		k = append(k, 0)
 	}
+	k = append(k, groups...)
+	cs.key = k
+	a, ok := cs.index[string(k)]
+	if !ok {
+		a = cs.newAcc()
+		*a = cellAcc{key: string(k), agg: agg, c: Cell{Rollup: rollup, Size: size, Bucket: bucket,
+			BySubject: bySubject, Subject: subject, Groups: slices.Clone(groups)}}
+		cs.index[a.key] = a
+	}
+	return a
 }
 
 // Len returns the number of cells.
 func (cs *Cells) Len() int { return len(cs.cells) }
 
-// Cells returns the accumulated cells, each with its Value, and empties cs.
-func (cs *Cells) Cells() []Cell {
-	out := make([]Cell, len(cs.cells))
-	for i := range cs.cells {
-		a := &cs.cells[i]
-		out[i] = a.c
-		out[i].Value = appendPartial(nil, a.agg, &a.g)
+// newAcc returns a new, zero cell, added to cs.cells.
+func (cs *Cells) newAcc() *cellAcc {
+	if len(cs.slab) == cap(cs.slab) {
+		cs.slab = make([]cellAcc, 0, 256)
 	}
-	clear(cs.index)
-	cs.cells = cs.cells[:0]
+	cs.slab = cs.slab[:len(cs.slab)+1]
+	a := &cs.slab[len(cs.slab)-1]
+	cs.cells = append(cs.cells, a)
+	return a
+}
+
+// Cells returns the accumulated cells, each with its Value, and the cells
+// for all subjects also at every coarser size of AllSizes. cs is only
+// read.
+func (cs *Cells) Cells() []Cell {
+	var coarse Cells
+	out := make([]Cell, 0, len(cs.cells))
+	for _, a := range cs.cells {
+		c := a.c
+		c.Value = appendPartial(nil, a.agg, &a.g)
+		out = append(out, c)
+		if !c.BySubject {
+			for _, size := range AllSizes[1:] {
+				coarse.cell(c.Rollup, a.agg, size, c.Bucket, "", false, c.Groups).g.merge(a.agg, &a.g)
+			}
+		}
+	}
+	for _, a := range coarse.cells {
+		c := a.c
+		c.Value = appendPartial(nil, a.agg, &a.g)
+		out = append(out, c)
+	}
 	return out
+}
+
+// Merge adds the cells of o to cs; o is only read.
+func (cs *Cells) Merge(o *Cells) {
+	if cs.index == nil {
+		cs.index = map[string]*cellAcc{}
+	}
+	for _, a := range o.cells {
+		if b, ok := cs.index[a.key]; ok {
+			b.g.merge(a.agg, &a.g)
+			continue
+		}
+		b := cs.newAcc()
+		*b = *a
+		cs.index[b.key] = b
+	}
+}
+
+// Scan calls fn for each cell of cs that s selects, in no particular
+// order, with its aggregate as a one-partial Value: for s.Size, the cells
+// of that size or of a finer one that divides it, whose buckets start in
+// [s.From, s.To), which must be whole buckets of s.Size. cs is only read, so
+// several goroutines may scan one Cells that nothing adds to any more.
+func (cs *Cells) Scan(s odometer.RollupScan, fn func(*odometer.RollupCell) error) error {
+	var rc odometer.RollupCell
+	var val []byte
+	for _, a := range cs.cells {
+		c := &a.c
+		// Cells for all subjects are at the finest size, and each lies
+		// in the bucket of any size that holds its start.
+		if c.Rollup != s.Rollup || c.BySubject != s.BySubject || c.Size > s.Size || s.Size%c.Size != 0 ||
+			!s.From.IsZero() && c.Bucket.Before(s.From) || !s.To.IsZero() && !c.Bucket.Before(s.To) {
+			continue
+		}
+		if s.BySubject && len(s.Subjects) > 0 {
+			if _, ok := slices.BinarySearch(s.Subjects, c.Subject); !ok {
+				continue
+			}
+		}
+		val = appendPartial(val[:0], a.agg, &a.g)
+		rc = odometer.RollupCell{Bucket: c.Bucket, Subject: c.Subject, Groups: c.Groups, Value: val}
+		if err := fn(&rc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddEvents adds the events appended with outcome Accepted to the cells of

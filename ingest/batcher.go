@@ -3,9 +3,15 @@
 // Every ingestion request waits for a commit, and a commit is one
 // transaction and one sync. Committing each request on its own would cap
 // throughput at the disk's sync rate (a few thousand per second); instead a
-// single writer takes everything that queued up while the previous commit
-// was syncing and commits it together, so one sync serves many requests.
-// Under light load a request commits alone, immediately: there is no timer.
+// writer takes everything that queued up while the previous commit was
+// syncing and commits it together, so one sync serves many requests. Under
+// light load a request commits alone, immediately: there is no timer.
+//
+// A store whose commits wait mostly on a server (PostgreSQL: a round trip
+// per statement, then the commit's WAL flush) gets several writers
+// (Config.Concurrency): while one waits, the next takes the queue, and the
+// server's own group commit shares one WAL flush between them. The embedded
+// store serializes appends anyway, so one writer is all it can use.
 package ingest
 
 import (
@@ -31,6 +37,10 @@ type Config struct {
 	MaxQueueEvents int
 	// CommitTimeout bounds one store commit (default 30 s).
 	CommitTimeout time.Duration
+	// Concurrency is the number of commits in flight at once (default 1).
+	// Requests committed concurrently have no order between them: of two
+	// with the same event identity, either may be the one accepted.
+	Concurrency int
 }
 
 func (c Config) withDefaults() Config {
@@ -42,6 +52,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 30 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
 	}
 	return c
 }
@@ -111,7 +124,14 @@ func New(store Appender, cfg Config, reg prometheus.Registerer) *Batcher {
 				Help: "Events waiting for a commit.",
 			}, func() float64 { return float64(b.QueueDepth()) }))
 	}
-	go b.run()
+	var writers sync.WaitGroup
+	for range b.cfg.Concurrency {
+		writers.Go(b.run)
+	}
+	go func() {
+		writers.Wait()
+		close(b.stopped)
+	}()
 	return b
 }
 
@@ -174,8 +194,10 @@ func (b *Batcher) Close(ctx context.Context) error {
 	}
 }
 
+// run is one writer. A request wakes one idle writer (wake holds one
+// token); a writer drains the queue before it sleeps again, so no request
+// waits while a writer is idle.
 func (b *Batcher) run() {
-	defer close(b.stopped)
 	for range b.wake {
 		for b.commitNext() {
 		}

@@ -258,3 +258,51 @@ func TestAppendHonoursContext(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// TestConcurrentCommits checks that with Concurrency n, n commits are in
+// flight at once while the store holds them, that what queues behind them
+// is group-committed by the first writer free, and that Close waits for
+// every writer.
+func TestConcurrentCommits(t *testing.T) {
+	t.Parallel()
+	store := newGateStore(true)
+	b := ingest.New(store, ingest.Config{Concurrency: 3}, prometheus.NewRegistry())
+
+	var inFlight []chan result
+	for i := range 3 {
+		inFlight = append(inFlight, appendAsync(b, events(fmt.Sprint("a", i))))
+		<-store.entered // each request is taken by a writer of its own
+	}
+	var queued []chan result
+	for i := range 4 {
+		queued = append(queued, appendAsync(b, events(fmt.Sprint("b", i))))
+	}
+	waitDepth(t, b, 4) // no fourth writer takes them
+	select {
+	case <-store.entered:
+		t.Fatal("a fourth commit started while three were in flight")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(store.gate)
+	for i, ch := range append(inFlight, queued...) {
+		if r := <-ch; r.err != nil || !slices.Equal(r.outcomes, []odometer.Outcome{odometer.Accepted}) {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	sizes := []int{}
+	for _, c := range store.calls {
+		sizes = append(sizes, len(c))
+	}
+	slices.Sort(sizes)
+	if !slices.Equal(sizes, []int{1, 1, 1, 4}) {
+		t.Fatalf("want 4 commits (3 of 1 event, and the 4 queued requests together), got %v", store.calls)
+	}
+	if _, err := b.Append(context.Background(), events("late")); err == nil {
+		t.Fatal("Append after Close succeeded")
+	}
+}

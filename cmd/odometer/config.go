@@ -119,6 +119,7 @@ type fileConfig struct {
 	} `yaml:"limits"`
 	Ingest struct {
 		CommitBatchEvents *scalar `yaml:"commitBatchEvents"`
+		CommitConcurrency *scalar `yaml:"commitConcurrency"`
 		QueueEvents       *scalar `yaml:"queueEvents"`
 	} `yaml:"ingest"`
 	UsageCacheHours *scalar       `yaml:"usageCacheHours"`
@@ -349,6 +350,7 @@ func parseConfig(b []byte) (*loadedConfig, error) {
 		{"future-skew", "limits.futureSkew", fc.Limits.FutureSkew},
 		{"max-age", "limits.maxAge", fc.Limits.MaxAge},
 		{"commit-batch-events", "ingest.commitBatchEvents", fc.Ingest.CommitBatchEvents},
+		{"commit-concurrency", "ingest.commitConcurrency", fc.Ingest.CommitConcurrency},
 		{"queue-events", "ingest.queueEvents", fc.Ingest.QueueEvents},
 		{"usage-cache-hours", "usageCacheHours", fc.UsageCacheHours},
 		{"usage-rollups", "usageRollups", fc.UsageRollups},

@@ -48,6 +48,9 @@ type serveConfig struct {
 	PostgresMaxConns  int
 	NoMigrate         bool
 	CommitBatchEvents int
+	// CommitConcurrency is the number of commits in flight; 0 chooses by
+	// store: 1 embedded, 4 on PostgreSQL.
+	CommitConcurrency int
 	QueueEvents       int
 	UsageCacheHours   int
 	UsageRollups      bool
@@ -104,6 +107,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.FutureSkew, "future-skew", 24*time.Hour, "how far in the future an event's time may be (0: no limit)")
 	fs.DurationVar(&c.MaxAge, "max-age", 0, "how far in the past an event's time may be (0: no limit)")
 	fs.IntVar(&c.CommitBatchEvents, "commit-batch-events", 20000, "most events in one database commit")
+	fs.IntVar(&c.CommitConcurrency, "commit-concurrency", 0, "database commits of ingested events in flight at once (0: 1 on the embedded store, whose appends are serialized, 4 on PostgreSQL; docs/ingestion.md)")
 	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
 	fs.BoolVar(&c.UsageRollups, "usage-rollups", true, "keep durable usage rollups in the embedded event log, so that usage queries read aggregates instead of every event; "+
 		"false drops them and makes ingestion cheaper (docs/rollups.md)")
@@ -200,6 +204,9 @@ func parseServeConfig(e *env, args []string) (*serveConfig, error) {
 	if c.RateIngest < 0 || c.RateQuery < 0 {
 		bad = append(bad, "--rate-ingest and --rate-query must not be negative")
 	}
+	if c.CommitConcurrency < 0 {
+		bad = append(bad, fmt.Sprintf("--commit-concurrency must not be negative; got %d", c.CommitConcurrency))
+	}
 	if c.UsageCacheHours < 0 {
 		bad = append(bad, fmt.Sprintf("--usage-cache-hours must not be negative; got %d", c.UsageCacheHours))
 	}
@@ -267,9 +274,19 @@ func serveStore(ctx context.Context, cfg *serveConfig, log *slog.Logger, store o
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	registerMemoryMetrics(reg, store)
+	// postgresCommitConcurrency: measured with bench/run.sh (docs/scale.md).
+	const postgresCommitConcurrency = 4
+	concurrency := cfg.CommitConcurrency
+	if concurrency == 0 {
+		concurrency = 1
+		if cfg.Postgres != "" {
+			concurrency = postgresCommitConcurrency
+		}
+	}
 	batcher := ingest.New(store, ingest.Config{
 		MaxBatchEvents: cfg.CommitBatchEvents,
 		MaxQueueEvents: cfg.QueueEvents,
+		Concurrency:    concurrency,
 	}, reg)
 	err := serveHTTP(ctx, cfg, log, store, batcher, reg)
 	// No request is in flight any more (or the shutdown timed out): commit

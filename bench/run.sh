@@ -9,6 +9,9 @@
 #   (c) usage queries (one subject, one month by DAY, grouped by model) at
 #       each stored size in $QUERY_SIZES
 #   (d) (a) and (b) against the baseline on a PostgreSQL server
+#   (e) with ODOMETER_PG_NODES, (a) and (b) against Odometer on that same
+#       PostgreSQL server, with each number of nodes listed, every run
+#       alternating with the baseline's
 # and prints a Markdown table of the medians of $RUNS runs.
 #
 # Every run starts on an empty store (a fresh data directory; an emptied
@@ -28,6 +31,10 @@
 #                           cache trusts a subject's hours 5 minutes after its last
 #                           late event (docs/meters.md); 0 measures without that wait
 #   BASELINE=1              set to 0 to skip the baseline (no PostgreSQL needed)
+#   EMBEDDED=1              set to 0 to skip (a), (b) and (c) on the embedded store
+#   ODOMETER_PG_NODES=      e.g. "1 2": also run Odometer on the baseline's PostgreSQL with
+#                           1 node, then 2 nodes (the load generator's clients take the
+#                           nodes in turn), each run on a fresh database; needs BASELINE=1
 #   ODOMETER_BIN=           run this odometer binary instead of building the checkout's,
 #                           e.g. to compare two commits run after run (bench/README.md)
 #   POSTGRES_URL=           an existing PostgreSQL for the baseline; default: a throwaway one
@@ -46,6 +53,8 @@ QUERY_DURATION=${QUERY_DURATION:-20s}
 QUERY_CLIENTS=${QUERY_CLIENTS:-4}
 QUERY_SETTLE=${QUERY_SETTLE:-330}
 BASELINE=${BASELINE:-1}
+ODOMETER_PG_NODES=${ODOMETER_PG_NODES:-}
+EMBEDDED=${EMBEDDED:-1}
 POSTGRES_URL=${POSTGRES_URL:-}
 RUN_TIMEOUT=${RUN_TIMEOUT:-1200}
 PROFILE_DIR=${PROFILE_DIR:-}
@@ -149,6 +158,28 @@ stop_odometer() {
 	rm -rf "$2"
 }
 
+# start_odometer_pg NAME N: N Odometer nodes on a fresh database of the
+# baseline's PostgreSQL; sets PG_URLS (comma-separated) and PG_NODE_PIDS.
+start_odometer_pg() {
+	local name=$1 n=$2 i
+	PG_DB="odometer_$(date +%s%N)"
+	psql "$POSTGRES_URL" -qAtc "CREATE DATABASE $PG_DB" >/dev/null
+	PG_DB_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$POSTGRES_URL" "$PG_DB")
+	PG_URLS="" PG_NODE_PIDS=()
+	for ((i = 1; i <= n; i++)); do
+		start_server "$WORK/$name-node$i.log" odometer env -u ODOMETER_CONFIG -u ODOMETER_ADDR -u ODOMETER_DATA \
+			"$WORK/bin/odometer" serve --postgres "$PG_DB_URL" --data "$(mktemp -d "$WORK/data.XXXXXX")" --addr 127.0.0.1:0
+		PG_URLS+="${PG_URLS:+,}$SERVER_URL"
+		PG_NODE_PIDS+=("$SERVER_PID")
+	done
+}
+
+stop_odometer_pg() {
+	local pid
+	for pid in "${PG_NODE_PIDS[@]}"; do stop_pid "$pid"; done
+	psql "$POSTGRES_URL" -qAtc "DROP DATABASE $PG_DB" >/dev/null
+}
+
 start_baseline() {
 	start_server "$WORK/$1.log" baseline "$WORK/bin/baseline" --addr 127.0.0.1:0 --postgres "$POSTGRES_URL" --reset
 }
@@ -224,7 +255,8 @@ SINGLE_ARGS=(--mode single --clients "$SINGLE_CLIENTS" --events "$SINGLE_EVENTS"
 
 # ---------------------------------------------------------------- Odometer
 KEEP_URL="" KEEP_SIZE=""
-for ((r = 1; r <= RUNS; r++)); do
+if [[ $EMBEDDED == 0 ]]; then RUNS_EMBEDDED=0 QUERY_SIZES=""; else RUNS_EMBEDDED=$RUNS; fi
+for ((r = 1; r <= RUNS_EMBEDDED; r++)); do
 	log "Odometer (a) batch ingestion, run $r/$RUNS: $EVENTS events"
 	start_odometer "odometer-batch-$r"
 	if [[ -n $PROFILE_DIR && $r -eq 1 ]]; then
@@ -238,14 +270,14 @@ for ((r = 1; r <= RUNS; r++)); do
 		wait "$PROFILE_PID" || log "no CPU profile: the server has no /debug/pprof or the run was shorter than 15s"
 	fi
 	log "  data directory: $(du -sh "$SERVER_DATA" | cut -f1)"
-	if ((r == RUNS)); then
+	if ((r == RUNS_EMBEDDED)); then
 		KEEP_PID=$SERVER_PID KEEP_URL=$SERVER_URL KEEP_DATA=$SERVER_DATA KEEP_SIZE=$EVENTS # (c) queries this store
 	else
 		stop_odometer "$SERVER_PID" "$SERVER_DATA"
 	fi
 done
 
-for ((r = 1; r <= RUNS; r++)); do
+for ((r = 1; r <= RUNS_EMBEDDED; r++)); do
 	log "Odometer (b) single-event requests, run $r/$RUNS: $SINGLE_EVENTS events"
 	start_odometer "odometer-single-$r"
 	loadgen "$RES/odo-single-$r.json" --url "$SERVER_URL" --setup-meters --seed "$r" "${SINGLE_ARGS[@]}"
@@ -290,12 +322,24 @@ if [[ $BASELINE == 1 ]]; then
 		start_baseline "baseline-batch-$r"
 		loadgen "$RES/base-batch-$r.json" --url "$SERVER_URL" --seed "$r" "${BATCH_ARGS[@]}"
 		stop_server
+		for n in $ODOMETER_PG_NODES; do
+			log "Odometer on PostgreSQL (e), $n node(s), batch ingestion, run $r/$RUNS: $EVENTS events"
+			start_odometer_pg "pg$n-batch-$r" "$n"
+			loadgen "$RES/pg$n-batch-$r.json" --url "$PG_URLS" --setup-meters --seed "$r" "${BATCH_ARGS[@]}"
+			stop_odometer_pg
+		done
 	done
 	for ((r = 1; r <= RUNS; r++)); do
 		log "baseline (d) single-event requests, run $r/$RUNS: $SINGLE_EVENTS events"
 		start_baseline "baseline-single-$r"
 		loadgen "$RES/base-single-$r.json" --url "$SERVER_URL" --seed "$r" "${SINGLE_ARGS[@]}"
 		stop_server
+		for n in $ODOMETER_PG_NODES; do
+			log "Odometer on PostgreSQL (e), $n node(s), single-event requests, run $r/$RUNS: $SINGLE_EVENTS events"
+			start_odometer_pg "pg$n-single-$r" "$n"
+			loadgen "$RES/pg$n-single-$r.json" --url "$PG_URLS" --setup-meters --seed "$r" "${SINGLE_ARGS[@]}"
+			stop_odometer_pg
+		done
 	done
 fi
 
@@ -326,6 +370,12 @@ table() {
 	echo "| (b) request latency p50, ms | $(num "$os") | $(num "$bs") | $(ratio "$os" "$bs") |"
 	os=$(med odo-single p99_ms) bs=$(med base-single p99_ms)
 	echo "| (b) request latency p99, ms | $(num "$os") | $(num "$bs") | $(ratio "$os" "$bs") |"
+	for n in $ODOMETER_PG_NODES; do
+		ob=$(med "pg$n-batch" events_per_sec) bb=$(med base-batch events_per_sec)
+		echo "| (e) Odometer on PostgreSQL, $n node(s): (a) batch ingestion, events/s | $(num "$ob") | $(num "$bb") | $(ratio "$ob" "$bb") |"
+		os=$(med "pg$n-single" events_per_sec) bs=$(med base-single events_per_sec)
+		echo "| (e) Odometer on PostgreSQL, $n node(s): (b) single-event requests, events/s | $(num "$os") | $(num "$bs") | $(ratio "$os" "$bs") |"
+	done
 	for size in $QUERY_SIZES; do
 		echo "| (c) usage query at $size stored events, $QUERY_CLIENTS clients: queries/s | $(num "$(med "odo-query-$size" requests_per_sec)") | — | — |"
 		echo "| (c) query latency p50 / p99, ms | $(num "$(med "odo-query-$size" p50_ms)") / $(num "$(med "odo-query-$size" p99_ms)") | — | — |"

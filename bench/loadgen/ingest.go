@@ -106,7 +106,6 @@ func runIngest(ctx context.Context, hc *http.Client, c *config, stderr io.Writer
 	if c.Mode == "single" {
 		ct = ctSingle
 	}
-	url := c.URL + "/api/v1/events"
 	elog := &errorLog{stderr: stderr}
 	var next atomic.Int64
 	stats := make([]clientStats, c.Clients)
@@ -122,6 +121,7 @@ func runIngest(ctx context.Context, hc *http.Client, c *config, stderr io.Writer
 			st.latencies = make([]time.Duration, 0, n/c.Clients+1)
 		}
 		rng := rand.New(rand.NewPCG(c.Seed, uint64(i)+1<<32))
+		url := c.URLs[i%len(c.URLs)] + "/api/v1/events"
 		wg.Go(func() {
 			var buf bytes.Buffer
 			var body []byte // --stream: this client's body, reused

@@ -54,6 +54,7 @@ func main() {
 // config holds the parsed flags.
 type config struct {
 	URL         string
+	URLs        []string // URL split at commas: ingestion clients take them in turn
 	Mode        string
 	Clients     int
 	Batch       int
@@ -80,7 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	var c config
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8888", "server base URL (scheme://host:port)")
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8888", "server base URL (scheme://host:port); several, comma-separated, for nodes sharing one store: "+
+		"ingestion clients take them in turn, everything else uses the first")
 	fs.StringVar(&c.Mode, "mode", "batch", "batch | single | query")
 	fs.IntVar(&c.Clients, "clients", 8, "concurrent clients (connections)")
 	fs.IntVar(&c.Batch, "batch", 1000, "events per request in batch mode")
@@ -113,7 +115,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	c.URL = strings.TrimRight(c.URL, "/")
+	for _, u := range strings.Split(c.URL, ",") {
+		c.URLs = append(c.URLs, strings.TrimRight(strings.TrimSpace(u), "/"))
+	}
+	c.URL = c.URLs[0]
 	switch {
 	case c.Mode != "batch" && c.Mode != "single" && c.Mode != "query":
 		return nil, fmt.Errorf("--mode must be batch, single or query; got %q", c.Mode)

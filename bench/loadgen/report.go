@@ -57,7 +57,7 @@ type report struct {
 }
 
 func newReport(c *config, elapsed time.Duration, stats []clientStats) *report {
-	r := &report{Mode: c.Mode, URL: c.URL, Clients: c.Clients, Batch: c.Batch,
+	r := &report{Mode: c.Mode, URL: strings.Join(c.URLs, ","), Clients: c.Clients, Batch: c.Batch,
 		Seconds: elapsed.Seconds(), Errors: map[string]int64{}, DedupCheck: "n/a"}
 	if c.Mode == "query" {
 		r.Batch = 0

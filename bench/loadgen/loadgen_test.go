@@ -6,8 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -252,5 +255,34 @@ func TestCountField(t *testing.T) {
 	}
 	if _, ok := countField([]byte(`{}`), `"accepted":`); ok {
 		t.Error("found a missing field")
+	}
+}
+
+// TestIngestSeveralURLs gives two URLs of one store (a node and a proxy in
+// front of it): the ingestion clients take them in turn, and the counts
+// stay exact.
+func TestIngestSeveralURLs(t *testing.T) {
+	t.Parallel()
+	node := fakeIngest(t)
+	target, err := url.Parse(node.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaProxy atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/events" {
+			viaProxy.Add(1)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	rep := runReport(t, "--url", node.URL+","+proxy.URL+"/", "--setup-meters", "--events", "4000", "--batch", "250",
+		"--clients", "4", "--dup-rate", "0.05")
+	if rep.DedupCheck != "ok" || rep.Events != 4000 {
+		t.Fatalf("unexpected report %+v", rep)
+	}
+	if n := viaProxy.Load(); n == 0 || n >= rep.Requests+rep.Retries {
+		t.Fatalf("%d of %d requests went through the second URL, want some but not all", n, rep.Requests+rep.Retries)
 	}
 }

@@ -327,8 +327,8 @@ func (l *Log) flush(opts *pebble.WriteOptions) error {
 	return nil
 }
 
-// appendJournal appends to dst the journal entry of an append: the 'e'
-// keys of its accepted events that a rollup counts (keyed at rollers).
+// appendJournalEntry appends one event's 'e' key to dst, the journal
+// entry of an append being built (one per accepted event a rollup counts).
 func appendJournalEntry(dst []byte, eventKey []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(eventKey)))
 	return append(dst, eventKey...)

@@ -180,6 +180,19 @@ stop_odometer_pg() {
 	psql "$POSTGRES_URL" -qAtc "DROP DATABASE $PG_DB" >/dev/null
 }
 
+# pg_runs KIND R ARGS...: run R of KIND (batch or single) against Odometer
+# on PostgreSQL, once per number of nodes in ODOMETER_PG_NODES.
+pg_runs() {
+	local kind=$1 r=$2 n
+	shift 2
+	for n in $ODOMETER_PG_NODES; do
+		log "Odometer on PostgreSQL (e), $n node(s), $kind ingestion, run $r/$RUNS"
+		start_odometer_pg "pg$n-$kind-$r" "$n"
+		loadgen "$RES/pg$n-$kind-$r.json" --url "$PG_URLS" --setup-meters --seed "$r" "$@"
+		stop_odometer_pg
+	done
+}
+
 start_baseline() {
 	start_server "$WORK/$1.log" baseline "$WORK/bin/baseline" --addr 127.0.0.1:0 --postgres "$POSTGRES_URL" --reset
 }
@@ -322,24 +335,14 @@ if [[ $BASELINE == 1 ]]; then
 		start_baseline "baseline-batch-$r"
 		loadgen "$RES/base-batch-$r.json" --url "$SERVER_URL" --seed "$r" "${BATCH_ARGS[@]}"
 		stop_server
-		for n in $ODOMETER_PG_NODES; do
-			log "Odometer on PostgreSQL (e), $n node(s), batch ingestion, run $r/$RUNS: $EVENTS events"
-			start_odometer_pg "pg$n-batch-$r" "$n"
-			loadgen "$RES/pg$n-batch-$r.json" --url "$PG_URLS" --setup-meters --seed "$r" "${BATCH_ARGS[@]}"
-			stop_odometer_pg
-		done
+		pg_runs batch "$r" "${BATCH_ARGS[@]}"
 	done
 	for ((r = 1; r <= RUNS; r++)); do
 		log "baseline (d) single-event requests, run $r/$RUNS: $SINGLE_EVENTS events"
 		start_baseline "baseline-single-$r"
 		loadgen "$RES/base-single-$r.json" --url "$SERVER_URL" --seed "$r" "${SINGLE_ARGS[@]}"
 		stop_server
-		for n in $ODOMETER_PG_NODES; do
-			log "Odometer on PostgreSQL (e), $n node(s), single-event requests, run $r/$RUNS: $SINGLE_EVENTS events"
-			start_odometer_pg "pg$n-single-$r" "$n"
-			loadgen "$RES/pg$n-single-$r.json" --url "$PG_URLS" --setup-meters --seed "$r" "${SINGLE_ARGS[@]}"
-			stop_odometer_pg
-		done
+		pg_runs single "$r" "${SINGLE_ARGS[@]}"
 	done
 fi
 

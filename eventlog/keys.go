@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -166,6 +167,20 @@ func prefixSuccessor(dst, p []byte) []byte {
 		}
 	}
 	return nil // p is all 0xFF: no upper bound
+}
+
+// timeBounds returns the iterator bounds of the keys that start with
+// prefix followed by a time in [from, to); a zero time leaves its side
+// open.
+func timeBounds(prefix []byte, from, to time.Time) (lower, upper []byte) {
+	lower, upper = prefix, prefixSuccessor(nil, prefix)
+	if !from.IsZero() {
+		lower = appendTime(slices.Clip(prefix), from)
+	}
+	if !to.IsZero() {
+		upper = appendTime(slices.Clip(prefix), to)
+	}
+	return lower, upper
 }
 
 func dedupKey(dst []byte, ns, source, id string) []byte {

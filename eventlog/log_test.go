@@ -335,6 +335,46 @@ func scanned(e odometer.Event) string {
 	return fmt.Sprintf("%q %q %q %s %s %s", e.Subject, e.Source, e.ID, e.Time.Format(time.RFC3339Nano), e.IngestedAt.Format(time.RFC3339Nano), e.Data)
 }
 
+// killChild runs the test named test in a child process with env=dir set,
+// reads the batch numbers it prints after each acknowledged append, kills
+// it (SIGKILL, no Close) once it has acknowledged batch min, and returns
+// the last batch it acknowledged, counting those printed after the kill.
+func killChild(t *testing.T, test, env, dir string, min int) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := -1
+	sc := bufio.NewScanner(stdout)
+	for acked < min && sc.Scan() {
+		var n int
+		if _, err := fmt.Sscan(sc.Text(), &n); err == nil {
+			acked = n
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		var n int
+		if _, err := fmt.Sscan(sc.Text(), &n); err == nil {
+			acked = n
+		}
+	}
+	_ = cmd.Wait()
+	if acked < min {
+		t.Fatalf("child acknowledged only %d batches", acked+1)
+	}
+	return acked
+}
+
 // TestCrash kills a process that is appending (SIGKILL, no Close) and
 // checks that every batch it acknowledged is there exactly once after
 // reopening, and that appending goes on without reusing sequence numbers.
@@ -347,47 +387,11 @@ func TestCrash(t *testing.T) {
 		t.Skip("spawns a process")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
-	cmd.Env = append(os.Environ(), "EVENTLOG_CRASH_CHILD="+dir)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The child prints a batch number after each acknowledged append.
-	acked := -1
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		var n int
-		if _, err := fmt.Sscan(sc.Text(), &n); err != nil {
-			continue
-		}
-		acked = n
-		if acked >= 20 {
-			break
-		}
-	}
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	// Batches acknowledged after we stopped reading count too.
-	for sc.Scan() {
-		var n int
-		if _, err := fmt.Sscan(sc.Text(), &n); err == nil {
-			acked = n
-		}
-	}
-	_ = cmd.Wait()
-	if acked < 20 {
-		t.Fatalf("child acknowledged only %d batches", acked+1)
-	}
+	acked := killChild(t, "TestCrash", "EVENTLOG_CRASH_CHILD", dir, 20)
 
 	l := open(t, dir)
 	count := map[string]int{}
-	err = l.ScanEvents(t.Context(), odometer.EventScan{Namespace: "ns", Type: "tokens"}, func(e *odometer.ScannedEvent) error {
+	err := l.ScanEvents(t.Context(), odometer.EventScan{Namespace: "ns", Type: "tokens"}, func(e *odometer.ScannedEvent) error {
 		count[e.ID]++
 		return nil
 	})

@@ -43,13 +43,7 @@ func (l *Log) ListEvents(ctx context.Context, f odometer.EventFilter) ([]odomete
 
 func (l *Log) listEvents(ctx context.Context, f odometer.EventFilter) ([]odometer.Event, error) {
 	prefix := timePrefix(nil, f.Namespace)
-	lower, upper := prefix, prefixSuccessor(nil, prefix)
-	if !f.From.IsZero() {
-		lower = appendTime(slices.Clip(prefix), f.From)
-	}
-	if !f.To.IsZero() {
-		upper = appendTime(slices.Clip(prefix), f.To)
-	}
+	lower, upper := timeBounds(prefix, f.From, f.To)
 	it, err := l.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -359,18 +360,8 @@ func (l *Log) Rollups(ctx context.Context, namespace string) ([]odometer.Rollup,
 			out = append(out, s.rollup())
 		}
 	}
-	slices.SortFunc(out, func(a, b odometer.Rollup) int { return compareU64(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b odometer.Rollup) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
-}
-
-func compareU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // DropRollup deletes a rollup and its cells. Its pending cells are left
@@ -612,13 +603,7 @@ func (n *notRolledUp) skip(k []byte) bool {
 
 func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn func(*odometer.RollupCell) error) error {
 	prefix := cellPrefix(nil, sc.Rollup, sc.BySubject, sc.Size)
-	lower, upper := prefix, prefixSuccessor(nil, prefix)
-	if !sc.From.IsZero() {
-		lower = appendTime(slices.Clip(prefix), sc.From)
-	}
-	if !sc.To.IsZero() {
-		upper = appendTime(slices.Clip(prefix), sc.To)
-	}
+	lower, upper := timeBounds(prefix, sc.From, sc.To)
 	it, err := s.snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("read rollup cells: %w", err)

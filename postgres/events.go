@@ -196,7 +196,22 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 		}
 		b.marks = nil
 		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, insertEventsSQL, b.args...)
+			// One round trip: the rollup lock (rollups.go), the set of
+			// rollups it lets this append read, and the insert.
+			var batch pgx.Batch
+			batch.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, rollupLockKey)
+			batch.Queue(rollupGenSQL)
+			batch.Queue(insertEventsSQL, b.args...)
+			br := tx.SendBatch(ctx, &batch)
+			defer br.Close()
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			var gen rollupGen
+			if err := br.QueryRow().Scan(&gen.max, &gen.count); err != nil {
+				return err
+			}
+			rows, err := br.Query()
 			if err != nil {
 				return err
 			}
@@ -212,6 +227,12 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 				b.out[i] = odometer.Accepted
 			}
 			if err := rows.Err(); err != nil {
+				return err
+			}
+			if err := br.Close(); err != nil {
+				return err
+			}
+			if err := s.addDeltas(ctx, tx, gen, b.events, b.out); err != nil {
 				return err
 			}
 			// The watermarks of the late events this attempt inserted, in
@@ -407,6 +428,33 @@ func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*
 	if s.closed.Load() {
 		return fmt.Errorf("scan events: %w", errClosed)
 	}
+	if sc.NotRolledUp != 0 {
+		return odometer.Errorf(odometer.EINVALID, "scan events: NotRolledUp is only for a Snapshot's scans")
+	}
+	q, args := scanSQL(sc)
+	var (
+		delivered bool
+		fnErr     *callbackError
+	)
+	err := s.retry(ctx, "scan events", func(ctx context.Context) error {
+		var err error
+		delivered, err = scanRows(ctx, s.pool, q, args, fn)
+		if errors.As(err, &fnErr) {
+			return fnErr
+		}
+		if err != nil && delivered {
+			return &noRetryError{err}
+		}
+		return err
+	})
+	if fnErr != nil {
+		return fnErr.err
+	}
+	return storeError("scan events", err)
+}
+
+// scanSQL is the query of a scan, without its NotRolledUp condition.
+func scanSQL(sc odometer.EventScan) (string, []any) {
 	var q strings.Builder
 	q.WriteString(`SELECT subject, source, id, time, ingested_at, data FROM events WHERE namespace = $1 AND type = $2`)
 	args := []any{sc.Namespace, sc.Type}
@@ -425,49 +473,38 @@ func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*
 	if len(sc.Subjects) > 0 {
 		cond("subject = ANY($%d)", sc.Subjects)
 	}
+	return q.String(), args
+}
 
-	var (
-		e         odometer.ScannedEvent
-		delivered bool
-		fnErr     *callbackError
-	)
-	err := s.retry(ctx, "scan events", func(ctx context.Context) error {
-		ctx, cancel := context.WithCancel(ctx)
-		rows, err := s.pool.Query(ctx, q.String(), args...)
-		if err != nil {
-			cancel()
-			return err
-		}
-		defer rows.Close()
-		// Runs before rows.Close: when fn stops the scan early, cancelling
-		// ends the query at the cost of its connection, where Close would
-		// read every remaining row first.
-		defer cancel()
-		for rows.Next() {
-			if err := rows.Scan(&e.Subject, &e.Source, &e.ID, &e.Time, &e.IngestedAt, nil); err != nil {
-				return &noRetryError{err}
-			}
-			e.Time, e.IngestedAt = e.Time.UTC(), e.IngestedAt.UTC()
-			// json's text, in either wire format; nil for NULL. No copy: it
-			// is valid until the next row, which is all fn may assume.
-			e.Data = rows.RawValues()[5]
-			delivered = true
-			if err := fn(&e); err != nil {
-				fnErr = &callbackError{err}
-				return fnErr
-			}
-		}
-		if err := rows.Err(); err != nil && delivered {
-			return &noRetryError{err}
-		} else if err != nil {
-			return err
-		}
-		return nil
-	})
-	if fnErr != nil {
-		return fnErr.err
+// scanRows runs a scan's query and calls fn for each event. It reports
+// whether fn was called; fn's error comes back as a *callbackError.
+func scanRows(ctx context.Context, db querier, q string, args []any, fn func(*odometer.ScannedEvent) error) (delivered bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		cancel()
+		return false, err
 	}
-	return storeError("scan events", err)
+	defer rows.Close()
+	// Runs before rows.Close: when fn stops the scan early, cancelling
+	// ends the query at the cost of its connection, where Close would
+	// read every remaining row first.
+	defer cancel()
+	var e odometer.ScannedEvent
+	for rows.Next() {
+		if err := rows.Scan(&e.Subject, &e.Source, &e.ID, &e.Time, &e.IngestedAt, nil); err != nil {
+			return delivered, &noRetryError{err}
+		}
+		e.Time, e.IngestedAt = e.Time.UTC(), e.IngestedAt.UTC()
+		// json's text, in either wire format; nil for NULL. No copy: it
+		// is valid until the next row, which is all fn may assume.
+		e.Data = rows.RawValues()[5]
+		delivered = true
+		if err := fn(&e); err != nil {
+			return delivered, &callbackError{err}
+		}
+	}
+	return delivered, rows.Err()
 }
 
 // callbackError carries the error of ScanEvents' fn through retry, which

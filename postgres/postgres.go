@@ -63,6 +63,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,6 +89,8 @@ type Options struct {
 	// Logger receives retries and applied migrations. nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	noFold bool // tests: no background fold (export_test.go)
 }
 
 // Store is an odometer.Store on PostgreSQL. It is safe for concurrent use,
@@ -98,6 +101,10 @@ type Store struct {
 	log    *slog.Logger
 	closed atomic.Bool
 	late   odometer.LateMarks // the late watermarks AppendEvents writes
+
+	rollupCache rollupCache
+	stopFold    chan struct{}
+	folding     sync.WaitGroup
 }
 
 var _ odometer.Store = (*Store)(nil)
@@ -147,7 +154,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
-	return &Store{pool: pool, log: log}, nil
+	s := &Store{pool: pool, log: log, stopFold: make(chan struct{})}
+	if !opts.noFold {
+		s.folding.Go(func() { s.runFold(s.stopFold) })
+	}
+	return s, nil
 }
 
 // Close closes the pool's connections, waiting for the queries that use
@@ -156,6 +167,8 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	close(s.stopFold)
+	s.folding.Wait()
 	s.pool.Close()
 	return nil
 }

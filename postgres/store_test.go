@@ -211,7 +211,8 @@ func TestOpenWithoutDDLPrivilege(t *testing.T) {
 	role := "odometer_app_" + strings.ToLower(rand.Text()[:10])
 	if _, err := admin.Exec(t.Context(), `CREATE ROLE `+role+` LOGIN;
 		REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-		GRANT SELECT, INSERT, UPDATE ON events, late_marks, meters, schema_migrations TO `+role+`;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON events, late_marks, meters, schema_migrations,
+			usage_rollups, usage_cells, usage_cell_deltas TO `+role+`;
 		GRANT USAGE ON SEQUENCE events_seq TO `+role); err != nil {
 		t.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.CommitBatchEvents, "commit-batch-events", 20000, "most events in one database commit")
 	fs.IntVar(&c.CommitConcurrency, "commit-concurrency", 0, "database commits of ingested events in flight at once (0: 1 on the embedded store, whose appends are serialized, 4 on PostgreSQL; docs/ingestion.md)")
 	fs.IntVar(&c.QueueEvents, "queue-events", 200000, "most events waiting for a commit before ingestion answers 503")
-	fs.BoolVar(&c.UsageRollups, "usage-rollups", true, "keep durable usage rollups in the embedded event log, so that usage queries read aggregates instead of every event; "+
+	fs.BoolVar(&c.UsageRollups, "usage-rollups", true, "keep durable usage rollups in the embedded event log or PostgreSQL (alike on every node), so that usage queries read aggregates instead of every event; "+
 		"false drops them and makes ingestion cheaper (docs/rollups.md)")
 	fs.IntVar(&c.UsageCacheHours, "usage-cache-hours", usage.DefaultRollupHours, "most (meter, subject, hour or day) usage rollups cached in memory: 170 bytes each plus 370 per group-by combination with usage (0: no cache; docs/meters.md)")
 	c.IdentityFilterBytes = eventlog.DefaultFilterBytes

@@ -1,0 +1,748 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/odometerhq/odometer"
+	"github.com/odometerhq/odometer/usage"
+)
+
+var _ odometer.RollupStore = (*Store)(nil)
+
+// Usage rollups on PostgreSQL (docs/rollups.md "On PostgreSQL"). Every node
+// reads and writes the same three tables, so a node sees the cells of every
+// other node's appends, and a restart starts warm:
+//
+//   - An append adds its accepted events' cells, for the rollups of their
+//     namespaces and types, as one row of usage_cell_deltas in its own
+//     transaction: one insert per append, whatever its events.
+//   - The fold, on any node, moves deltas into usage_cells, added up, and
+//     deletes them, in one transaction.
+//   - A query reads usage_cells and usage_cell_deltas from one REPEATABLE
+//     READ snapshot: each event's cells are in one or the other, never
+//     both, never neither.
+//
+// Two advisory locks keep this exact. Appends take rollupLockKey shared
+// before they read which rollups exist, EnsureRollup takes it exclusive, so
+// an append either sees a new rollup or commits before the rollup's
+// created_seq is read (and is then the backfill's). Writers of usage_cells
+// (fold, backfill, drop) take cellLockKey, so that each reads a cell and
+// writes it back with no other write between.
+const (
+	rollupLockKey int64 = 0x6f646f2d726f6c6c // "odo-roll"
+	cellLockKey   int64 = 0x6f646f2d63656c6c // "odo-cell"
+)
+
+// foldEvery is how often a Store folds deltas, and foldDeltas the most it
+// folds in one transaction.
+const (
+	foldEvery  = time.Second
+	foldDeltas = 200
+)
+
+// rollupGenSQL identifies the set of rollups: IDs only grow, so a created
+// rollup raises the maximum and a dropped one lowers the count.
+const rollupGenSQL = `SELECT coalesce(max(id), 0), count(*) FROM usage_rollups`
+
+type rollupGen struct{ max, count int64 }
+
+// rollupCache holds the rollers of the rollups an append adds to, as of
+// the last generation an append read.
+type rollupCache struct {
+	mu     sync.Mutex
+	gen    rollupGen
+	loaded bool
+	byType map[[2]string][]*usage.Roller
+}
+
+// rollers returns, for gen, the rollers of each namespace and type,
+// reading the rollups in tx when the cache holds another generation.
+func (s *Store) rollers(ctx context.Context, tx pgx.Tx, gen rollupGen) (map[[2]string][]*usage.Roller, error) {
+	c := &s.rollupCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loaded && c.gen == gen {
+		return c.byType, nil
+	}
+	list, err := readRollups(ctx, tx, "")
+	if err != nil {
+		return nil, err
+	}
+	byType := map[[2]string][]*usage.Roller{}
+	for _, r := range list {
+		rl, err := usage.NewRoller(r.Rollup)
+		if err != nil {
+			return nil, &noRetryError{err}
+		}
+		k := [2]string{r.Meter.Namespace, r.Meter.EventType}
+		byType[k] = append(byType[k], rl)
+	}
+	c.gen, c.loaded, c.byType = gen, true, byType
+	return byType, nil
+}
+
+// addDeltas writes the cells of an append's accepted events, if any rollup
+// counts them, as one usage_cell_deltas row in its transaction.
+func (s *Store) addDeltas(ctx context.Context, tx pgx.Tx, gen rollupGen, events []odometer.Event, out []odometer.Outcome) error {
+	if gen.count == 0 {
+		return nil
+	}
+	byType, err := s.rollers(ctx, tx, gen)
+	if err != nil {
+		return err
+	}
+	var cells usage.Cells
+	cells.AddEvents(func(ns, typ string) []*usage.Roller { return byType[[2]string{ns, typ}] }, events, out)
+	if cells.Len() == 0 {
+		return nil
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO usage_cell_deltas (cells) VALUES ($1)`, cells.AppendEncoded(nil))
+	return err
+}
+
+// rollupRow is a usage_rollups row.
+type rollupRow struct {
+	odometer.Rollup
+	createdSeq int64
+	counted    bool
+	// The backfill's cursor: the last event it read; valid if hasCursor.
+	hasCursor     bool
+	cursorSubject string
+	cursorTime    time.Time
+	cursorSeq     int64
+}
+
+const rollupColumns = `id, namespace, fingerprint, definition, created_seq, cursor_subject, cursor_time, cursor_seq,
+	counted, pending, backfilled`
+
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+func scanRollup(row rowScanner) (*rollupRow, error) {
+	var (
+		r       rollupRow
+		fp, def []byte
+		subject *string
+		at      *time.Time
+		seq     *int64
+		id      int64
+	)
+	if err := row.Scan(&id, &r.Meter.Namespace, &fp, &def, &r.createdSeq, &subject, &at, &seq,
+		&r.counted, &r.Pending, &r.Backfilled); err != nil {
+		return nil, err
+	}
+	ns := r.Meter.Namespace
+	if err := json.Unmarshal(def, &r.Meter); err != nil {
+		return nil, &noRetryError{fmt.Errorf("rollup %d: definition: %w", id, err)}
+	}
+	r.Meter.Namespace = ns
+	if len(fp) != len(r.Fingerprint) {
+		return nil, &noRetryError{fmt.Errorf("rollup %d: fingerprint of %d bytes", id, len(fp))}
+	}
+	r.ID = uint64(id)
+	copy(r.Fingerprint[:], fp)
+	if subject != nil && at != nil && seq != nil {
+		r.hasCursor, r.cursorSubject, r.cursorTime, r.cursorSeq = true, *subject, at.UTC(), *seq
+	}
+	return &r, nil
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// readRollups returns the namespace's rollups ("" = every namespace's) by
+// ID.
+func readRollups(ctx context.Context, q querier, namespace string) ([]*rollupRow, error) {
+	rows, err := q.Query(ctx, `SELECT `+rollupColumns+` FROM usage_rollups
+		WHERE $1 = '' OR namespace = $1 ORDER BY id`, namespace)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*rollupRow
+	for rows.Next() {
+		r, err := scanRollup(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func rollupList(rows []*rollupRow) []odometer.Rollup {
+	out := make([]odometer.Rollup, len(rows))
+	for i, r := range rows {
+		out[i] = r.Rollup
+	}
+	return out
+}
+
+// EnsureRollup returns the namespace's rollup of r's definition, creating
+// it if needed. It waits for the appends in flight (rollupLockKey), so
+// that every event up to the rollup's created_seq is committed and every
+// later one is appended by a transaction that sees the rollup.
+func (s *Store) EnsureRollup(ctx context.Context, r odometer.Rollup) (odometer.Rollup, error) {
+	const op = "ensure rollup"
+	if s.closed.Load() {
+		return odometer.Rollup{}, fmt.Errorf("%s: %w", op, errClosed)
+	}
+	def, err := json.Marshal(r.Meter)
+	if err != nil {
+		return odometer.Rollup{}, fmt.Errorf("%s: %w", op, err)
+	}
+	var got *rollupRow
+	err = s.retry(ctx, op, func(ctx context.Context) error {
+		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, rollupLockKey); err != nil {
+				return err
+			}
+			var err error
+			got, err = scanRollup(tx.QueryRow(ctx, `SELECT `+rollupColumns+` FROM usage_rollups
+				WHERE namespace = $1 AND fingerprint = $2`, r.Meter.Namespace, r.Fingerprint[:]))
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			// No append is in flight: every sequence number drawn so far
+			// is committed or rolled back.
+			var last int64
+			if err := tx.QueryRow(ctx, `SELECT coalesce(pg_sequence_last_value('events_seq'), 0)`).Scan(&last); err != nil {
+				return err
+			}
+			var any bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE namespace = $1 AND type = $2)`,
+				r.Meter.Namespace, r.Meter.EventType).Scan(&any); err != nil {
+				return err
+			}
+			// With no event of its type stored yet, there is nothing to
+			// backfill.
+			got, err = scanRollup(tx.QueryRow(ctx, `INSERT INTO usage_rollups
+					(namespace, fingerprint, definition, created_seq, counted, backfilled)
+				VALUES ($1, $2, $3, $4, $5, $5) RETURNING `+rollupColumns,
+				r.Meter.Namespace, r.Fingerprint[:], def, last, !any))
+			return err
+		})
+	})
+	if err != nil {
+		return odometer.Rollup{}, storeError(op, err)
+	}
+	return got.Rollup, nil
+}
+
+// Rollups returns the namespace's rollups ("" = every namespace's), by ID.
+func (s *Store) Rollups(ctx context.Context, namespace string) ([]odometer.Rollup, error) {
+	const op = "list rollups"
+	if s.closed.Load() {
+		return nil, fmt.Errorf("%s: %w", op, errClosed)
+	}
+	var rows []*rollupRow
+	err := s.retry(ctx, op, func(ctx context.Context) error {
+		var err error
+		rows, err = readRollups(ctx, s.pool, namespace)
+		return err
+	})
+	if err != nil {
+		return nil, storeError(op, err)
+	}
+	return rollupList(rows), nil
+}
+
+// DropRollup deletes a rollup and its cells. Its deltas are left to the
+// fold, which skips the cells of rollups that are gone.
+func (s *Store) DropRollup(ctx context.Context, id uint64) error {
+	op := fmt.Sprintf("drop rollup %d", id)
+	if s.closed.Load() {
+		return fmt.Errorf("%s: %w", op, errClosed)
+	}
+	err := s.retry(ctx, op, func(ctx context.Context) error {
+		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, cellLockKey); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `DELETE FROM usage_rollups WHERE id = $1`, int64(id))
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return &noRetryError{odometer.Errorf(odometer.ENOTFOUND, "rollup %d not found", id)}
+			}
+			_, err = tx.Exec(ctx, `DELETE FROM usage_cells WHERE rollup = $1`, int64(id))
+			return err
+		})
+	})
+	return storeError(op, err)
+}
+
+// BackfillRollup adds up to max of the events stored before the rollup's
+// creation, in the scan index's order from its cursor, to its cells, in
+// one transaction with the new cursor.
+func (s *Store) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.Rollup, error) {
+	op := fmt.Sprintf("backfill rollup %d", id)
+	if s.closed.Load() {
+		return odometer.Rollup{}, fmt.Errorf("%s: %w", op, errClosed)
+	}
+	var got *rollupRow
+	err := s.retry(ctx, op, func(ctx context.Context) error {
+		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			var err error
+			got, err = s.backfill(ctx, tx, id, max)
+			return err
+		})
+	})
+	if err != nil {
+		return odometer.Rollup{}, storeError(op, err)
+	}
+	return got.Rollup, nil
+}
+
+// notRolledUpSQL selects, after "WHERE", the events of a rollup's
+// namespace and type that its backfill has not read: stored before its
+// creation ($3), after its cursor ($4, $5, $6) if it has one.
+func notRolledUpSQL(r *rollupRow) (string, []any) {
+	where := `namespace = $1 AND type = $2 AND seq <= $3`
+	args := []any{r.Meter.Namespace, r.Meter.EventType, r.createdSeq}
+	if r.hasCursor {
+		// The first condition is the part the scan index can seek with.
+		where += ` AND (subject, time) >= ($4, $5) AND (subject, time, seq) > ($4, $5, $6)`
+		args = append(args, r.cursorSubject, r.cursorTime, r.cursorSeq)
+	}
+	return where, args
+}
+
+func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, max int) (*rollupRow, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, cellLockKey); err != nil {
+		return nil, err
+	}
+	r, err := scanRollup(tx.QueryRow(ctx, `SELECT `+rollupColumns+` FROM usage_rollups WHERE id = $1`, int64(id)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &noRetryError{odometer.Errorf(odometer.ENOTFOUND, "rollup %d not found", id)}
+	}
+	if err != nil || r.Backfilled {
+		return r, err
+	}
+	roller, err := usage.NewRoller(r.Rollup)
+	if err != nil {
+		return nil, &noRetryError{err}
+	}
+	where, args := notRolledUpSQL(r)
+	if !r.counted {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM events WHERE `+where, args...).Scan(&r.Pending); err != nil {
+			return nil, err
+		}
+		r.counted = true
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT subject, source, id, time, ingested_at, data, seq FROM events
+		WHERE %s ORDER BY subject, time, seq LIMIT %d`, where, max+1), args...)
+	if err != nil {
+		return nil, err
+	}
+	var cells usage.Cells
+	var e odometer.ScannedEvent
+	n, done := 0, true
+	for rows.Next() {
+		if n == max {
+			done = false
+			break
+		}
+		var seq int64
+		if err := rows.Scan(&e.Subject, &e.Source, &e.ID, &e.Time, &e.IngestedAt, nil, &seq); err != nil {
+			rows.Close()
+			return nil, &noRetryError{err}
+		}
+		e.Time, e.IngestedAt, e.Data = e.Time.UTC(), e.IngestedAt.UTC(), rows.RawValues()[5]
+		cells.Add(roller, &e)
+		r.hasCursor, r.cursorSubject, r.cursorTime, r.cursorSeq = true, e.Subject, e.Time, seq
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	aggs := map[uint64]odometer.Aggregation{r.ID: r.Meter.Aggregation}
+	if err := writeCells(ctx, tx, cells.Cells(), aggs); err != nil {
+		return nil, err
+	}
+	r.Pending = max64(0, r.Pending-int64(n))
+	if r.Backfilled = done; done {
+		r.Pending = 0
+	}
+	var subject *string
+	var at *time.Time
+	var seq *int64
+	if r.hasCursor {
+		subject, at, seq = &r.cursorSubject, &r.cursorTime, &r.cursorSeq
+	}
+	_, err = tx.Exec(ctx, `UPDATE usage_rollups SET cursor_subject = $2, cursor_time = $3, cursor_seq = $4,
+		counted = true, pending = $5, backfilled = $6 WHERE id = $1`, int64(id), subject, at, seq, r.Pending, r.Backfilled)
+	return r, err
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// writeCells adds cells (each with a one-partial value) to usage_cells:
+// it reads the stored cells they add to, folds each pair into one partial
+// and writes them back. The caller holds cellLockKey.
+func writeCells(ctx context.Context, tx pgx.Tx, cells []usage.Cell, aggs map[uint64]odometer.Aggregation) error {
+	if len(cells) == 0 {
+		return nil
+	}
+	var (
+		rollup    = make([]int64, len(cells))
+		bySubject = make([]bool, len(cells))
+		size      = make([]int32, len(cells))
+		bucket    = make([]time.Time, len(cells))
+		subject   = make([]string, len(cells))
+		groups    = make([][]byte, len(cells))
+		value     = make([][]byte, len(cells))
+	)
+	for i, c := range cells {
+		rollup[i], bySubject[i], size[i] = int64(c.Rollup), c.BySubject, int32(c.Size/time.Second)
+		bucket[i], subject[i], groups[i], value[i] = c.Bucket, c.Subject, c.Groups, c.Value
+		if groups[i] == nil {
+			groups[i] = []byte{} // NOT NULL: no group-by values
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT k.i, c.value
+		FROM unnest($1::bigint[], $2::bool[], $3::int4[], $4::timestamptz[], $5::text[], $6::bytea[])
+			WITH ORDINALITY AS k(rollup, by_subject, size_seconds, bucket, subject, groups, i)
+		JOIN usage_cells c ON c.rollup = k.rollup AND c.by_subject = k.by_subject AND c.size_seconds = k.size_seconds
+			AND c.bucket = k.bucket AND c.subject = k.subject AND c.groups = k.groups`,
+		rollup, bySubject, size, bucket, subject, groups)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var i int64
+		var old []byte
+		if err := rows.Scan(&i, &old); err != nil {
+			rows.Close()
+			return err
+		}
+		c := &cells[i-1]
+		v, err := usage.FoldPartials(aggs[c.Rollup], append(old, value[i-1]...))
+		if err != nil {
+			rows.Close()
+			return &noRetryError{fmt.Errorf("rollup %d cell at %s: %w", c.Rollup, c.Bucket.Format(time.RFC3339), err)}
+		}
+		value[i-1] = v
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO usage_cells (rollup, by_subject, size_seconds, bucket, subject, groups, value)
+		SELECT * FROM unnest($1::bigint[], $2::bool[], $3::int4[], $4::timestamptz[], $5::text[], $6::bytea[], $7::bytea[])
+		ON CONFLICT (rollup, by_subject, size_seconds, bucket, subject, groups) DO UPDATE SET value = excluded.value`,
+		rollup, bySubject, size, bucket, subject, groups, value)
+	return err
+}
+
+// FoldRollups moves up to foldDeltas rows of usage_cell_deltas into
+// usage_cells, in one transaction, and returns how many it moved: none if
+// another node is writing cells. Each Store runs it every second; tests
+// call it to fold at a chosen moment.
+func (s *Store) FoldRollups(ctx context.Context) (int, error) {
+	const op = "fold rollup cells"
+	if s.closed.Load() {
+		return 0, fmt.Errorf("%s: %w", op, errClosed)
+	}
+	var n int
+	err := s.retry(ctx, op, func(ctx context.Context) error {
+		n = 0
+		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			var mine bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, cellLockKey).Scan(&mine); err != nil || !mine {
+				return err
+			}
+			list, err := readRollups(ctx, tx, "")
+			if err != nil {
+				return err
+			}
+			aggs := map[uint64]odometer.Aggregation{}
+			for _, r := range list {
+				aggs[r.ID] = r.Meter.Aggregation
+			}
+			rows, err := tx.Query(ctx, `SELECT id, cells FROM usage_cell_deltas ORDER BY id LIMIT $1`, foldDeltas)
+			if err != nil {
+				return err
+			}
+			var ids []int64
+			var cells usage.Cells
+			keep := func(id uint64) bool { _, ok := aggs[id]; return ok }
+			for rows.Next() {
+				var id int64
+				var b []byte
+				if err := rows.Scan(&id, &b); err != nil {
+					rows.Close()
+					return err
+				}
+				if err := cells.AddEncoded(b, keep); err != nil {
+					rows.Close()
+					return &noRetryError{fmt.Errorf("cell delta %d: %w", id, err)}
+				}
+				ids = append(ids, id)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil || len(ids) == 0 {
+				return err
+			}
+			if err := writeCells(ctx, tx, cells.Cells(), aggs); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM usage_cell_deltas WHERE id = ANY($1)`, ids); err != nil {
+				return err
+			}
+			n = len(ids)
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, storeError(op, err)
+	}
+	return n, nil
+}
+
+// runFold folds deltas every foldEvery until stop is closed, and at once
+// again after a full fold, so that the fold keeps up with ingestion.
+func (s *Store) runFold(stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	t := time.NewTicker(foldEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := s.FoldRollups(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("postgres: fold usage rollup cells", "err", err)
+				}
+				break
+			}
+			if n < foldDeltas {
+				break
+			}
+		}
+	}
+}
+
+// Snapshot returns a view of the events and rollups as of now: a
+// REPEATABLE READ, read-only transaction, which holds a connection until
+// it is closed.
+func (s *Store) Snapshot(ctx context.Context) (odometer.RollupSnapshot, error) {
+	const op = "snapshot"
+	if s.closed.Load() {
+		return nil, fmt.Errorf("%s: %w", op, errClosed)
+	}
+	var tx pgx.Tx
+	err := s.retry(ctx, op, func(ctx context.Context) error {
+		var err error
+		tx, err = s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		return err
+	})
+	if err != nil {
+		return nil, storeError(op, err)
+	}
+	return &snapshot{tx: tx}, nil
+}
+
+type snapshot struct {
+	tx     pgx.Tx
+	rows   []*rollupRow // every namespace's, read on first use
+	read   bool
+	deltas [][]byte                // every delta row, read on first use
+	cells  map[uint64]*usage.Cells // the deltas' cells of each rollup read
+}
+
+func (s *snapshot) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.tx.Rollback(ctx)
+}
+
+func (s *snapshot) rollups(ctx context.Context) ([]*rollupRow, error) {
+	if !s.read {
+		rows, err := readRollups(ctx, s.tx, "")
+		if err != nil {
+			return nil, storeError("read rollups", err)
+		}
+		s.rows, s.read = rows, true
+	}
+	return s.rows, nil
+}
+
+func (s *snapshot) Rollups(ctx context.Context, namespace string) ([]odometer.Rollup, error) {
+	rows, err := s.rollups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []odometer.Rollup
+	for _, r := range rows {
+		if namespace == "" || r.Meter.Namespace == namespace {
+			out = append(out, r.Rollup)
+		}
+	}
+	return out, nil
+}
+
+func (s *snapshot) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*odometer.ScannedEvent) error) error {
+	var extra string
+	var extraArgs []any
+	if sc.NotRolledUp != 0 {
+		rows, err := s.rollups(ctx)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(rows, func(r *rollupRow) bool { return r.ID == sc.NotRolledUp })
+		if i < 0 {
+			return odometer.Errorf(odometer.ENOTFOUND, "rollup %d not found", sc.NotRolledUp)
+		}
+		r := rows[i]
+		if r.Backfilled {
+			return nil
+		}
+		extra, extraArgs = ` AND seq <= $%d`, []any{r.createdSeq}
+		if r.hasCursor {
+			extra += ` AND (subject, time, seq) > ($%d, $%d, $%d)`
+			extraArgs = append(extraArgs, r.cursorSubject, r.cursorTime, r.cursorSeq)
+		}
+	}
+	q, args := scanSQL(sc)
+	if extra != "" {
+		n := len(args)
+		idx := make([]any, len(extraArgs))
+		for i := range idx {
+			idx[i] = n + 1 + i
+		}
+		q += fmt.Sprintf(extra, idx...)
+		args = append(args, extraArgs...)
+	}
+	_, err := scanRows(ctx, s.tx, q, args, fn)
+	if cb, ok := errors.AsType[*callbackError](err); ok {
+		return cb.err
+	}
+	return storeError("scan events", err)
+}
+
+func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn func(*odometer.RollupCell) error) error {
+	q := `SELECT bucket, subject, groups, value FROM usage_cells
+		WHERE rollup = $1 AND by_subject = $2 AND size_seconds = $3`
+	args := []any{int64(sc.Rollup), sc.BySubject, int32(sc.Size / time.Second)}
+	cond := func(sql string, arg any) {
+		args = append(args, arg)
+		q += fmt.Sprintf(" AND "+sql, len(args))
+	}
+	if !sc.From.IsZero() {
+		cond("bucket >= $%d", sc.From)
+	}
+	if !sc.To.IsZero() {
+		cond("bucket < $%d", sc.To)
+	}
+	if sc.BySubject && len(sc.Subjects) > 0 {
+		// Named subjects over a bounded range: one index probe per bucket
+		// and subject, rather than every subject's cells of the range.
+		if b := buckets(sc); b != nil {
+			cond("bucket = ANY($%d)", b)
+		}
+		cond("subject = ANY($%d)", sc.Subjects)
+	}
+	rows, err := s.tx.Query(ctx, q, args...)
+	if err != nil {
+		return storeError("read rollup cells", err)
+	}
+	var c odometer.RollupCell
+	for rows.Next() {
+		v := rows.RawValues()
+		if err := rows.Scan(&c.Bucket, &c.Subject, nil, nil); err != nil {
+			rows.Close()
+			return storeError("read rollup cells", err)
+		}
+		c.Bucket = c.Bucket.UTC()
+		c.Groups, c.Value = v[2], v[3]
+		if err := fn(&c); err != nil {
+			rows.Close()
+			return err
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return storeError("read rollup cells", err)
+	}
+	// The cells of appends not folded yet, from the same snapshot.
+	cells, err := s.deltaCells(ctx, sc.Rollup)
+	if err != nil {
+		return err
+	}
+	return cells.Scan(sc, fn)
+}
+
+// buckets lists the buckets of a bounded scan, or nil for a range too long
+// to list.
+func buckets(sc odometer.RollupScan) []time.Time {
+	if sc.From.IsZero() || sc.To.IsZero() || sc.Size <= 0 || sc.To.Sub(sc.From)/sc.Size > 400 {
+		return nil
+	}
+	var out []time.Time
+	for t := sc.From; t.Before(sc.To); t = t.Add(sc.Size) {
+		out = append(out, t)
+	}
+	return out
+}
+
+// deltaCells returns the cells of the snapshot's deltas for one rollup.
+func (s *snapshot) deltaCells(ctx context.Context, rollup uint64) (*usage.Cells, error) {
+	if cs, ok := s.cells[rollup]; ok {
+		return cs, nil
+	}
+	if s.cells == nil {
+		rows, err := s.tx.Query(ctx, `SELECT cells FROM usage_cell_deltas`)
+		if err != nil {
+			return nil, storeError("read rollup cell deltas", err)
+		}
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				rows.Close()
+				return nil, storeError("read rollup cell deltas", err)
+			}
+			s.deltas = append(s.deltas, b)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, storeError("read rollup cell deltas", err)
+		}
+		s.cells = map[uint64]*usage.Cells{}
+	}
+	cs := &usage.Cells{}
+	for _, b := range s.deltas {
+		if err := cs.AddEncoded(b, func(id uint64) bool { return id == rollup }); err != nil {
+			return nil, fmt.Errorf("read rollup cell deltas: %w", err)
+		}
+	}
+	s.cells[rollup] = cs
+	return cs, nil
+}

@@ -1,0 +1,98 @@
+package usage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/odometerhq/odometer"
+)
+
+// A store that writes cells behind its events (PostgreSQL keeps a batch's
+// cells in one row beside its events, folded into the cells table later)
+// keeps Cells in this encoding meanwhile: for each cell, as Cells keeps it
+// (cells for all subjects at the finest size only),
+//
+//	uvarint(len(key)) key  uvarint(len(value)) value
+//
+// where key is the cell's key in Cells.index (rollup, size and bucket as
+// big-endian uint64s, 0 or 1 and the subject as a uvarint length and its
+// bytes, the group values) and value its one-partial aggregate, whose
+// first byte names the aggregation.
+
+// AppendEncoded appends the encoding of cs's cells to dst. cs is only read.
+func (cs *Cells) AppendEncoded(dst []byte) []byte {
+	var val []byte
+	for _, a := range cs.cells {
+		dst = binary.AppendUvarint(dst, uint64(len(a.key)))
+		dst = append(dst, a.key...)
+		val = appendPartial(val[:0], a.agg, &a.g)
+		dst = binary.AppendUvarint(dst, uint64(len(val)))
+		dst = append(dst, val...)
+	}
+	return dst
+}
+
+// AddEncoded adds the cells of b, made by AppendEncoded, to cs: those of
+// the rollups that keep accepts (nil: all).
+func (cs *Cells) AddEncoded(b []byte, keep func(rollup uint64) bool) error {
+	next := func() ([]byte, error) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, errCorruptPartial
+		}
+		v := b[k : k+int(n)]
+		b = b[k+int(n):]
+		return v, nil
+	}
+	for len(b) > 0 {
+		key, err := next()
+		if err != nil {
+			return fmt.Errorf("encoded cells: %w", err)
+		}
+		val, err := next()
+		if err != nil {
+			return fmt.Errorf("encoded cells: %w", err)
+		}
+		if len(key) < 25 || len(val) < 2 {
+			return fmt.Errorf("encoded cells: %w", errCorruptPartial)
+		}
+		rollup := binary.BigEndian.Uint64(key)
+		if keep != nil && !keep(rollup) {
+			continue
+		}
+		size := time.Duration(binary.BigEndian.Uint64(key[8:]))
+		bucket := time.Unix(int64(binary.BigEndian.Uint64(key[16:])), 0).UTC()
+		rest, subject, bySubject := key[25:], "", key[24] == 1
+		if bySubject {
+			n, k := binary.Uvarint(rest)
+			if k <= 0 || uint64(len(rest)-k) < n {
+				return fmt.Errorf("encoded cells: %w", errCorruptPartial)
+			}
+			subject, rest = string(rest[k:k+int(n)]), rest[k+int(n):]
+		}
+		// val is one length-prefixed partial; its body starts with the
+		// aggregation's code.
+		_, k := binary.Uvarint(val)
+		agg, ok := aggOfCode(val[k])
+		if !ok || size <= 0 {
+			return fmt.Errorf("encoded cells: %w", errCorruptPartial)
+		}
+		a := cs.cell(rollup, agg, size, bucket, subject, bySubject, rest)
+		var g group
+		if err := foldPartials(agg, &g, val); err != nil {
+			return fmt.Errorf("encoded cells: %w", err)
+		}
+		a.g.merge(agg, &g)
+	}
+	return nil
+}
+
+func aggOfCode(c byte) (odometer.Aggregation, bool) {
+	for agg, code := range aggCodes {
+		if code == c {
+			return agg, true
+		}
+	}
+	return "", false
+}

@@ -35,6 +35,7 @@
 #   ODOMETER_PG_NODES=      e.g. "1 2": also run Odometer on the baseline's PostgreSQL with
 #                           1 node, then 2 nodes (the load generator's clients take the
 #                           nodes in turn), each run on a fresh database; needs BASELINE=1
+#   ODOMETER_FLAGS=         extra flags for every Odometer server, e.g. "--usage-rollups=false"
 #   ODOMETER_BIN=           run this odometer binary instead of building the checkout's,
 #                           e.g. to compare two commits run after run (bench/README.md)
 #   POSTGRES_URL=           an existing PostgreSQL for the baseline; default: a throwaway one
@@ -54,6 +55,7 @@ QUERY_CLIENTS=${QUERY_CLIENTS:-4}
 QUERY_SETTLE=${QUERY_SETTLE:-330}
 BASELINE=${BASELINE:-1}
 ODOMETER_PG_NODES=${ODOMETER_PG_NODES:-}
+read -ra ODOMETER_FLAGS <<<"${ODOMETER_FLAGS:-}"
 EMBEDDED=${EMBEDDED:-1}
 POSTGRES_URL=${POSTGRES_URL:-}
 RUN_TIMEOUT=${RUN_TIMEOUT:-1200}
@@ -149,7 +151,7 @@ stop_server() {
 start_odometer() {
 	SERVER_DATA=$(mktemp -d "$WORK/data.XXXXXX")
 	start_server "$WORK/$1.log" odometer env -u ODOMETER_POSTGRES -u ODOMETER_CONFIG -u ODOMETER_ADDR -u ODOMETER_DATA \
-		"$WORK/bin/odometer" serve --data "$SERVER_DATA" --addr 127.0.0.1:0
+		"$WORK/bin/odometer" serve --data "$SERVER_DATA" --addr 127.0.0.1:0 "${ODOMETER_FLAGS[@]}"
 }
 
 # stop_odometer PID DATA: stops a server and removes its data directory.
@@ -168,7 +170,7 @@ start_odometer_pg() {
 	PG_URLS="" PG_NODE_PIDS=()
 	for ((i = 1; i <= n; i++)); do
 		start_server "$WORK/$name-node$i.log" odometer env -u ODOMETER_CONFIG -u ODOMETER_ADDR -u ODOMETER_DATA \
-			"$WORK/bin/odometer" serve --postgres "$PG_DB_URL" --data "$(mktemp -d "$WORK/data.XXXXXX")" --addr 127.0.0.1:0
+			"$WORK/bin/odometer" serve --postgres "$PG_DB_URL" --data "$(mktemp -d "$WORK/data.XXXXXX")" --addr 127.0.0.1:0 "${ODOMETER_FLAGS[@]}"
 		PG_URLS+="${PG_URLS:+,}$SERVER_URL"
 		PG_NODE_PIDS+=("$SERVER_PID")
 	done

@@ -392,10 +392,10 @@ func (l *Log) DropRollup(ctx context.Context, id uint64) error {
 	return nil
 }
 
-// BackfillRollup adds up to about max of the events stored before the
+// BackfillRollup adds up to about limit of the events stored before the
 // rollup's creation, in key order from where the last call stopped, in
 // one batch with the new position.
-func (l *Log) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.Rollup, error) {
+func (l *Log) BackfillRollup(ctx context.Context, id uint64, limit int) (odometer.Rollup, error) {
 	l.backfillMu.Lock()
 	defer l.backfillMu.Unlock()
 	if l.closed.Load() {
@@ -449,7 +449,7 @@ func (l *Log) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.
 		if binary.BigEndian.Uint64(k[len(k)-8:]) > rec.Seq {
 			continue // appended after the rollup's creation: added then
 		}
-		if n >= max {
+		if n >= limit {
 			done = false
 			break
 		}
@@ -482,7 +482,7 @@ func (l *Log) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.
 	if cursor != nil {
 		rec.Cursor = cursor
 	}
-	rec.Pending = max64(0, rec.Pending-int64(n))
+	rec.Pending = max(0, rec.Pending-int64(n))
 	rec.Backfilled = done
 	if done {
 		rec.Pending = 0
@@ -513,13 +513,6 @@ func (l *Log) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.
 	}
 	s.rec = rec
 	return s.rollup(), nil
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // Snapshot returns a consistent view of the log's events and rollups.

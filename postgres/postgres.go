@@ -103,7 +103,7 @@ type Store struct {
 	late   odometer.LateMarks // the late watermarks AppendEvents writes
 
 	rollupCache rollupCache
-	stopFold    chan struct{}
+	stopFold    context.CancelFunc // ends the background fold
 	folding     sync.WaitGroup
 }
 
@@ -154,9 +154,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
-	s := &Store{pool: pool, log: log, stopFold: make(chan struct{})}
+	foldCtx, stopFold := context.WithCancel(context.Background())
+	s := &Store{pool: pool, log: log, stopFold: stopFold}
 	if !opts.noFold {
-		s.folding.Go(func() { s.runFold(s.stopFold) })
+		s.folding.Go(func() { s.runFold(foldCtx) })
 	}
 	return s, nil
 }
@@ -167,7 +168,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	close(s.stopFold)
+	s.stopFold()
 	s.folding.Wait()
 	s.pool.Close()
 	return nil

@@ -220,9 +220,9 @@ func (s *Store) EnsureRollup(ctx context.Context, r odometer.Rollup) (odometer.R
 			if err := tx.QueryRow(ctx, `SELECT coalesce(pg_sequence_last_value('events_seq'), 0)`).Scan(&last); err != nil {
 				return err
 			}
-			var any bool
+			var stored bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE namespace = $1 AND type = $2)`,
-				r.Meter.Namespace, r.Meter.EventType).Scan(&any); err != nil {
+				r.Meter.Namespace, r.Meter.EventType).Scan(&stored); err != nil {
 				return err
 			}
 			// With no event of its type stored yet, there is nothing to
@@ -230,7 +230,7 @@ func (s *Store) EnsureRollup(ctx context.Context, r odometer.Rollup) (odometer.R
 			got, err = scanRollup(tx.QueryRow(ctx, `INSERT INTO usage_rollups
 					(namespace, fingerprint, definition, created_seq, counted, backfilled)
 				VALUES ($1, $2, $3, $4, $5, $5) RETURNING `+rollupColumns,
-				r.Meter.Namespace, r.Fingerprint[:], def, last, !any))
+				r.Meter.Namespace, r.Fingerprint[:], def, last, !stored))
 			return err
 		})
 	})
@@ -284,10 +284,10 @@ func (s *Store) DropRollup(ctx context.Context, id uint64) error {
 	return storeError(op, err)
 }
 
-// BackfillRollup adds up to max of the events stored before the rollup's
+// BackfillRollup adds up to limit of the events stored before the rollup's
 // creation, in the scan index's order from its cursor, to its cells, in
 // one transaction with the new cursor.
-func (s *Store) BackfillRollup(ctx context.Context, id uint64, max int) (odometer.Rollup, error) {
+func (s *Store) BackfillRollup(ctx context.Context, id uint64, limit int) (odometer.Rollup, error) {
 	op := fmt.Sprintf("backfill rollup %d", id)
 	if s.closed.Load() {
 		return odometer.Rollup{}, fmt.Errorf("%s: %w", op, errClosed)
@@ -296,7 +296,7 @@ func (s *Store) BackfillRollup(ctx context.Context, id uint64, max int) (odomete
 	err := s.retry(ctx, op, func(ctx context.Context) error {
 		return s.attemptTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			var err error
-			got, err = s.backfill(ctx, tx, id, max)
+			got, err = s.backfill(ctx, tx, id, limit)
 			return err
 		})
 	})
@@ -306,21 +306,21 @@ func (s *Store) BackfillRollup(ctx context.Context, id uint64, max int) (odomete
 	return got.Rollup, nil
 }
 
-// notRolledUpSQL selects, after "WHERE", the events of a rollup's
-// namespace and type that its backfill has not read: stored before its
-// creation ($3), after its cursor ($4, $5, $6) if it has one.
-func notRolledUpSQL(r *rollupRow) (string, []any) {
-	where := `namespace = $1 AND type = $2 AND seq <= $3`
-	args := []any{r.Meter.Namespace, r.Meter.EventType, r.createdSeq}
-	if r.hasCursor {
-		// The first condition is the part the scan index can seek with.
-		where += ` AND (subject, time) >= ($4, $5) AND (subject, time, seq) > ($4, $5, $6)`
-		args = append(args, r.cursorSubject, r.cursorTime, r.cursorSeq)
+// notRolledUp returns the condition, to AND to a scan of a rollup's
+// namespace and type, that keeps the events its backfill has not read:
+// stored before its creation, after its cursor if it has one. Its
+// placeholders are numbered after the n arguments already bound.
+func notRolledUp(r *rollupRow, n int) (string, []any) {
+	if !r.hasCursor {
+		return fmt.Sprintf(` AND seq <= $%d`, n+1), []any{r.createdSeq}
 	}
-	return where, args
+	// The (subject, time) bound is the part the scan index can seek with.
+	return fmt.Sprintf(` AND seq <= $%[1]d AND (subject, time) >= ($%[2]d, $%[3]d) AND (subject, time, seq) > ($%[2]d, $%[3]d, $%[4]d)`,
+			n+1, n+2, n+3, n+4),
+		[]any{r.createdSeq, r.cursorSubject, r.cursorTime, r.cursorSeq}
 }
 
-func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, max int) (*rollupRow, error) {
+func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, limit int) (*rollupRow, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, cellLockKey); err != nil {
 		return nil, err
 	}
@@ -335,7 +335,8 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, max int) (*r
 	if err != nil {
 		return nil, &noRetryError{err}
 	}
-	where, args := notRolledUpSQL(r)
+	cond, condArgs := notRolledUp(r, 2)
+	where, args := `namespace = $1 AND type = $2`+cond, append([]any{r.Meter.Namespace, r.Meter.EventType}, condArgs...)
 	if !r.counted {
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM events WHERE `+where, args...).Scan(&r.Pending); err != nil {
 			return nil, err
@@ -343,7 +344,7 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, max int) (*r
 		r.counted = true
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT subject, source, id, time, ingested_at, data, seq FROM events
-		WHERE %s ORDER BY subject, time, seq LIMIT %d`, where, max+1), args...)
+		WHERE %s ORDER BY subject, time, seq LIMIT %d`, where, limit+1), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +352,7 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, max int) (*r
 	var e odometer.ScannedEvent
 	n, done := 0, true
 	for rows.Next() {
-		if n == max {
+		if n == limit {
 			done = false
 			break
 		}
@@ -373,7 +374,7 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, max int) (*r
 	if err := writeCells(ctx, tx, cells.Cells(), aggs); err != nil {
 		return nil, err
 	}
-	r.Pending = max64(0, r.Pending-int64(n))
+	r.Pending = max(0, r.Pending-int64(n))
 	if r.Backfilled = done; done {
 		r.Pending = 0
 	}
@@ -386,13 +387,6 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, max int) (*r
 	_, err = tx.Exec(ctx, `UPDATE usage_rollups SET cursor_subject = $2, cursor_time = $3, cursor_seq = $4,
 		counted = true, pending = $5, backfilled = $6 WHERE id = $1`, int64(id), subject, at, seq, r.Pending, r.Backfilled)
 	return r, err
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // writeCells adds cells (each with a one-partial value) to usage_cells:
@@ -518,20 +512,14 @@ func (s *Store) FoldRollups(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// runFold folds deltas every foldEvery until stop is closed, and at once
-// again after a full fold, so that the fold keeps up with ingestion.
-func (s *Store) runFold(stop <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-stop
-		cancel()
-	}()
+// runFold folds deltas every foldEvery until ctx ends, and at once again
+// after a full fold, so that the fold keeps up with ingestion.
+func (s *Store) runFold(ctx context.Context) {
 	t := time.NewTicker(foldEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -610,8 +598,7 @@ func (s *snapshot) Rollups(ctx context.Context, namespace string) ([]odometer.Ro
 }
 
 func (s *snapshot) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*odometer.ScannedEvent) error) error {
-	var extra string
-	var extraArgs []any
+	q, args := scanSQL(sc)
 	if sc.NotRolledUp != 0 {
 		rows, err := s.rollups(ctx)
 		if err != nil {
@@ -621,25 +608,11 @@ func (s *snapshot) ScanEvents(ctx context.Context, sc odometer.EventScan, fn fun
 		if i < 0 {
 			return odometer.Errorf(odometer.ENOTFOUND, "rollup %d not found", sc.NotRolledUp)
 		}
-		r := rows[i]
-		if r.Backfilled {
+		if rows[i].Backfilled {
 			return nil
 		}
-		extra, extraArgs = ` AND seq <= $%d`, []any{r.createdSeq}
-		if r.hasCursor {
-			extra += ` AND (subject, time, seq) > ($%d, $%d, $%d)`
-			extraArgs = append(extraArgs, r.cursorSubject, r.cursorTime, r.cursorSeq)
-		}
-	}
-	q, args := scanSQL(sc)
-	if extra != "" {
-		n := len(args)
-		idx := make([]any, len(extraArgs))
-		for i := range idx {
-			idx[i] = n + 1 + i
-		}
-		q += fmt.Sprintf(extra, idx...)
-		args = append(args, extraArgs...)
+		cond, condArgs := notRolledUp(rows[i], len(args))
+		q, args = q+cond, append(args, condArgs...)
 	}
 	_, err := scanRows(ctx, s.tx, q, args, fn)
 	if cb, ok := errors.AsType[*callbackError](err); ok {

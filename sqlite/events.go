@@ -80,6 +80,9 @@ func (s *Store) appendEvents(ctx context.Context, events []odometer.Event) ([]od
 			return nil, fmt.Errorf("late watermark (namespace %q, type %q, subject %q): %w", m.Namespace, m.Type, m.Subject, err)
 		}
 	}
+	if err := s.addDeltas(stmtCtx, tx, events, out); err != nil {
+		return nil, err
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
@@ -181,12 +184,15 @@ func (s *Store) ListEvents(ctx context.Context, f odometer.EventFilter) ([]odome
 	return events, nil
 }
 
-// scanEventsSQL is completed with "AND subject = ?" when scanning given
-// subjects, which makes every scan a range of the events_scan index.
-// Unbounded times are bound as the extreme int64 values so that one
-// prepared statement serves every scan.
-const scanEventsSQL = `SELECT subject, source, id, time, ingested_at, data FROM events
+// scanEventsSQL scans a meter's events in a time range; scanSubjectSQL
+// one subject's, a range of the events_scan index. Unbounded times are
+// bound as the extreme int64 values so that one prepared statement serves
+// every scan.
+const (
+	scanEventsSQL = `SELECT subject, source, id, time, ingested_at, data FROM events
 	WHERE namespace = ? AND type = ? AND time >= ? AND time < ?`
+	scanSubjectSQL = scanEventsSQL + " AND subject = ?"
+)
 
 // ScanEvents calls fn for each event matching sc, grouped by subject when
 // sc.Subjects is set; each event is delivered once even if a subject is
@@ -194,12 +200,8 @@ const scanEventsSQL = `SELECT subject, source, id, time, ingested_at, data FROM 
 // and its Data are reused between calls. If fn returns an error, the scan
 // stops and ScanEvents returns that error unwrapped.
 func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*odometer.ScannedEvent) error) error {
-	from, to := int64(math.MinInt64), int64(math.MaxInt64)
-	if !sc.From.IsZero() {
-		from = sc.From.UnixMicro()
-	}
-	if !sc.To.IsZero() {
-		to = sc.To.UnixMicro()
+	if sc.NotRolledUp != 0 {
+		return odometer.Errorf(odometer.EINVALID, "scan events: NotRolledUp is only for a Snapshot's scans")
 	}
 	// A read transaction, so that the per-subject queries see one snapshot.
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -207,11 +209,30 @@ func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*
 		return fmt.Errorf("scan events: %w", err)
 	}
 	defer tx.Rollback()
+	return s.scanEvents(ctx, tx, sc, "", nil, fn)
+}
 
+// scanEvents is ScanEvents in tx, with cond (SQL starting with " AND ", and
+// its arguments) added to every query.
+func (s *Store) scanEvents(ctx context.Context, tx *sql.Tx, sc odometer.EventScan, cond string, condArgs []any,
+	fn func(*odometer.ScannedEvent) error) error {
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !sc.From.IsZero() {
+		from = sc.From.UnixMicro()
+	}
+	if !sc.To.IsZero() {
+		to = sc.To.UnixMicro()
+	}
 	var e odometer.ScannedEvent
 	var data sql.RawBytes
-	scan := func(stmt *sql.Stmt, args ...any) error {
-		rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+	scan := func(stmt *sql.Stmt, query string, args ...any) error {
+		var rows *sql.Rows
+		var err error
+		if cond == "" {
+			rows, err = tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+		} else {
+			rows, err = tx.QueryContext(ctx, query+cond, append(args, condArgs...)...)
+		}
 		if err != nil {
 			return fmt.Errorf("scan events: %w", err)
 		}
@@ -234,12 +255,12 @@ func (s *Store) ScanEvents(ctx context.Context, sc odometer.EventScan, fn func(*
 	}
 
 	if len(sc.Subjects) == 0 {
-		return scan(s.scanAllStmt, sc.Namespace, sc.Type, from, to)
+		return scan(s.scanAllStmt, scanEventsSQL, sc.Namespace, sc.Type, from, to)
 	}
 	subjects := slices.Clone(sc.Subjects)
 	slices.Sort(subjects)
 	for _, subj := range slices.Compact(subjects) {
-		if err := scan(s.scanSubjectStmt, sc.Namespace, sc.Type, from, to, subj); err != nil {
+		if err := scan(s.scanSubjectStmt, scanSubjectSQL, sc.Namespace, sc.Type, from, to, subj); err != nil {
 			return err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -63,6 +64,10 @@ type Store struct {
 	read  *sql.DB // query_only connections
 
 	insertEventStmt *sql.Stmt // on write
+	rollupGenStmt   *sql.Stmt // on write
+	insertDeltaStmt *sql.Stmt // on write
+	getCellStmt     *sql.Stmt // on write
+	putCellStmt     *sql.Stmt // on write
 	scanAllStmt     *sql.Stmt // on read
 	scanSubjectStmt *sql.Stmt // on read
 
@@ -74,6 +79,11 @@ type Store struct {
 	stmts   map[string]*sql.Stmt
 
 	exporter sync.Mutex // TryLockExporter's lock
+
+	rollupCache rollupCache
+	log         *slog.Logger
+	stopFold    context.CancelFunc
+	folding     sync.WaitGroup
 }
 
 // maxCachedStmts bounds stmts; the read queries' distinct texts (one per
@@ -131,7 +141,11 @@ var _ odometer.Store = (*Store)(nil)
 // Open opens (creating if needed) the database in dir, creating dir too,
 // and applies any migrations it has not seen yet. The returned Store must be
 // closed with Close.
-func Open(dir string) (*Store, error) {
+func Open(dir string) (*Store, error) { return openDir(dir, true) }
+
+// openDir is Open, with the background fold of rollup cells or without
+// (tests fold by calling FoldRollups).
+func openDir(dir string, fold bool) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
@@ -139,10 +153,15 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
-	s := &Store{path: path}
+	s := &Store{path: path, log: slog.Default()}
 	if err := s.open(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	if fold {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopFold = cancel
+		s.folding.Go(func() { s.runFold(ctx) })
 	}
 	return s, nil
 }
@@ -186,13 +205,21 @@ func (s *Store) open() error {
 		return st
 	}
 	s.insertEventStmt = prepare(s.write, insertEventSQL)
+	s.rollupGenStmt = prepare(s.write, rollupGenSQL)
+	s.insertDeltaStmt = prepare(s.write, `INSERT INTO usage_cell_deltas (cells) VALUES (?)`)
+	s.getCellStmt = prepare(s.write, getCellSQL)
+	s.putCellStmt = prepare(s.write, putCellSQL)
 	s.scanAllStmt = prepare(s.read, scanEventsSQL)
-	s.scanSubjectStmt = prepare(s.read, scanEventsSQL+" AND subject = ?")
+	s.scanSubjectStmt = prepare(s.read, scanSubjectSQL)
 	return err
 }
 
 // Close closes the database. It waits for running queries to finish.
 func (s *Store) Close() error {
+	if s.stopFold != nil {
+		s.stopFold()
+		s.folding.Wait()
+	}
 	var errs []error
 	s.stmtsMu.Lock()
 	for _, st := range s.stmts {
@@ -200,7 +227,8 @@ func (s *Store) Close() error {
 	}
 	s.stmts = nil
 	s.stmtsMu.Unlock()
-	for _, st := range []*sql.Stmt{s.insertEventStmt, s.scanAllStmt, s.scanSubjectStmt} {
+	for _, st := range []*sql.Stmt{s.insertEventStmt, s.rollupGenStmt, s.insertDeltaStmt, s.getCellStmt, s.putCellStmt,
+		s.scanAllStmt, s.scanSubjectStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

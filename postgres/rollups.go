@@ -512,30 +512,11 @@ func (s *Store) FoldRollups(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// runFold folds deltas every foldEvery until ctx ends, and at once again
-// after a full fold, so that the fold keeps up with ingestion.
+// runFold folds deltas every foldEvery until ctx ends.
 func (s *Store) runFold(ctx context.Context) {
-	t := time.NewTicker(foldEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for {
-			n, err := s.FoldRollups(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("postgres: fold usage rollup cells", "err", err)
-				}
-				break
-			}
-			if n < foldDeltas {
-				break
-			}
-		}
-	}
+	usage.RunFold(ctx, foldEvery, foldDeltas, s.FoldRollups, func(err error) {
+		s.log.Warn("postgres: fold usage rollup cells", "err", err)
+	})
 }
 
 // Snapshot returns a view of the events and rollups as of now: a
@@ -562,8 +543,7 @@ type snapshot struct {
 	tx     pgx.Tx
 	rows   []*rollupRow // every namespace's, read on first use
 	read   bool
-	deltas [][]byte                // every delta row, read on first use
-	cells  map[uint64]*usage.Cells // the deltas' cells of each rollup read
+	deltas *usage.Deltas // every delta row, read on first use
 }
 
 func (s *snapshot) Close() error {
@@ -686,36 +666,32 @@ func buckets(sc odometer.RollupScan) []time.Time {
 	return out
 }
 
-// deltaCells returns the cells of the snapshot's deltas for one rollup.
+// deltaCells returns the cells of the snapshot's deltas for one rollup,
+// reading every delta row on first use.
 func (s *snapshot) deltaCells(ctx context.Context, rollup uint64) (*usage.Cells, error) {
-	if cs, ok := s.cells[rollup]; ok {
-		return cs, nil
-	}
-	if s.cells == nil {
+	if s.deltas == nil {
 		rows, err := s.tx.Query(ctx, `SELECT cells FROM usage_cell_deltas`)
 		if err != nil {
 			return nil, storeError("read rollup cell deltas", err)
 		}
+		var list [][]byte
 		for rows.Next() {
 			var b []byte
 			if err := rows.Scan(&b); err != nil {
 				rows.Close()
 				return nil, storeError("read rollup cell deltas", err)
 			}
-			s.deltas = append(s.deltas, b)
+			list = append(list, b)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, storeError("read rollup cell deltas", err)
 		}
-		s.cells = map[uint64]*usage.Cells{}
+		s.deltas = usage.NewDeltas(list)
 	}
-	cs := &usage.Cells{}
-	for _, b := range s.deltas {
-		if err := cs.AddEncoded(b, func(id uint64) bool { return id == rollup }); err != nil {
-			return nil, fmt.Errorf("read rollup cell deltas: %w", err)
-		}
+	cs, err := s.deltas.Cells(rollup)
+	if err != nil {
+		return nil, fmt.Errorf("read rollup cell deltas: %w", err)
 	}
-	s.cells[rollup] = cs
 	return cs, nil
 }

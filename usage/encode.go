@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -95,4 +96,58 @@ func aggOfCode(c byte) (odometer.Aggregation, bool) {
 		}
 	}
 	return "", false
+}
+
+// Deltas are the encoded cells (AppendEncoded) of appends that a store
+// has not folded into its cells yet, as one snapshot read them. Each
+// rollup's are decoded on first use, once per snapshot.
+type Deltas struct {
+	rows  [][]byte
+	cells map[uint64]*Cells
+}
+
+// NewDeltas holds rows, each made by AppendEncoded; they are only read.
+func NewDeltas(rows [][]byte) *Deltas { return &Deltas{rows: rows, cells: map[uint64]*Cells{}} }
+
+// Cells returns the cells of every row for one rollup.
+func (d *Deltas) Cells(rollup uint64) (*Cells, error) {
+	if cs, ok := d.cells[rollup]; ok {
+		return cs, nil
+	}
+	cs := &Cells{}
+	for _, b := range d.rows {
+		if err := cs.AddEncoded(b, func(id uint64) bool { return id == rollup }); err != nil {
+			return nil, err
+		}
+	}
+	d.cells[rollup] = cs
+	return cs, nil
+}
+
+// RunFold calls fold every interval until ctx ends, and again at once
+// while a fold moves full deltas (a full transaction's worth), so that
+// folding keeps up with ingestion. It reports fold's errors to warn,
+// except those of ctx ending.
+func RunFold(ctx context.Context, interval time.Duration, full int, fold func(context.Context) (int, error), warn func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := fold(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					warn(err)
+				}
+				break
+			}
+			if n < full {
+				break
+			}
+		}
+	}
 }

@@ -66,8 +66,6 @@ type Log struct {
 	// pend holds the cells of appended events until the flusher writes
 	// them (pending.go).
 	pend pending
-	// foldMu guards rollups.toFold, which queries add to.
-	foldMu sync.Mutex
 
 	// filter answers "certainly new" for most new identities (filter.go);
 	// a background scan fills it, which Close cancels and waits for. Set
@@ -184,6 +182,8 @@ func options(cache *pebble.Cache) *pebble.Options {
 		// chunks that tell a torn tail from corruption).
 		FormatMajorVersion: pebble.FormatValueSeparation,
 		Logger:             slogLogger{},
+		// Folds rollup cells as Pebble merges them (rollup.go).
+		Merger: cellMerger,
 		// CompactionConcurrencyRange stays at its default (1, 1): on two
 		// cores, one compaction beside the writer is all the machine has.
 		// LBaseMaxBytes stays at its default (64 MiB): 256 MiB measured the

@@ -225,10 +225,10 @@ func (l *Log) stopFlusher() {
 	l.pend.done.Wait()
 }
 
-// flush writes every pending cell to Pebble, folding the cells queries
-// found long, in one batch with the rolled sequence number and the
-// deletion of the journal entries it covers. NoSync is enough for the
-// flusher: a lost flush leaves its journal entries, which Open re-reads.
+// flush writes every pending cell to Pebble in one batch with the rolled
+// sequence number and the deletion of the journal entries it covers.
+// NoSync is enough for the flusher: a lost flush leaves its journal
+// entries, which Open re-reads.
 func (l *Log) flush(opts *pebble.WriteOptions) error {
 	l.cellMu.Lock()
 	defer l.cellMu.Unlock()
@@ -241,11 +241,7 @@ func (l *Log) flush(opts *pebble.WriteOptions) error {
 	gens := slices.Clone(p.sealed)
 	upTo := p.reg
 	p.mu.Unlock()
-	l.foldMu.Lock()
-	queued := l.rollups.toFold
-	l.rollups.toFold = nil
-	l.foldMu.Unlock()
-	if upTo == l.rolled && len(gens) == 0 && len(queued) == 0 {
+	if upTo == l.rolled && len(gens) == 0 {
 		return nil
 	}
 
@@ -263,24 +259,19 @@ func (l *Log) flush(opts *pebble.WriteOptions) error {
 			all.Merge(g.cells)
 		}
 	}
-	// The aggregation of each rollup the cells belong to, read from its
-	// stored definition: a rollup dropped since its cells were added has
-	// none, and its cells are left out (cellMu keeps it from being
+	// A rollup dropped since its cells were added has no stored
+	// definition, and its cells are left out (cellMu keeps it from being
 	// dropped while this runs).
-	aggs := map[uint64]odometer.Aggregation{}
+	exists := map[uint64]bool{}
 	live := func(id uint64) (bool, error) {
-		if _, ok := aggs[id]; ok {
-			return aggs[id] != "", nil
+		if ok, seen := exists[id]; seen {
+			return ok, nil
 		}
 		rec, err := readRollupRecord(l.db, id)
 		if err != nil {
 			return false, err
 		}
-		if rec != nil {
-			aggs[id] = rec.Meter.Aggregation
-		} else {
-			aggs[id] = ""
-		}
+		exists[id] = rec != nil
 		return rec != nil, nil
 	}
 	cells := all.Cells()
@@ -294,14 +285,9 @@ func (l *Log) flush(opts *pebble.WriteOptions) error {
 			keep = append(keep, c)
 		}
 	}
-	for _, id := range queued {
-		if _, err := live(id); err != nil {
-			return err
-		}
-	}
 	batch := l.db.NewBatch()
 	defer batch.Close()
-	if err := l.writeCells(batch, keep, queued, aggs, time.Now()); err != nil {
+	if err := writeCells(batch, keep); err != nil {
 		return err
 	}
 	if upTo > l.rolled {

@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"io"
 	"slices"
 	"time"
 
@@ -27,29 +27,52 @@ import (
 //	'r' u64(id) byte(by subject: 1, all subjects: 0) u64(size, ns) time(bucket) [str(subject)] groups
 //
 // valued with a list of partial aggregates (usage/partial.go). The
-// flusher (pending.go) and backfills add to a cell with Pebble's default
-// merge, which concatenates: a cell is never read to be written, so a
-// flush costs one merge per cell it touches.
+// flusher (pending.go) and backfills add to a cell with a Pebble merge: a
+// cell is never read to be written, so a flush costs one merge per cell it
+// touches.
 
 // Folding. A cell's list grows by one partial per flush (or backfill step)
-// that touches it, and every read decodes the whole list, so lists are
-// folded into one partial by reading the cell and writing it back, under
-// l.cellMu, where no other write of cells can slip between the two.
-// Reading a cell that was never folded visits every level of the LSM
-// tree, which cells of past buckets, written by late events and
-// backfills, mostly are; so flushes fold only cells of current buckets,
-// which are hot and cheap to read (after the first fold a read stops at
-// it), each with probability 1/foldEvery. Any other cell is folded once a
-// query has read a list longer than foldBytes from it (l.rollups.toFold),
-// by the next flush, which the query wakes.
-const (
-	foldEvery    = 32
-	foldBytes    = 512
-	maxFoldQueue = 10_000
-	// currentBuckets: a bucket that ended less than this long ago is
-	// current.
-	currentBuckets = time.Hour
-)
+// that touches it, and every read decodes the whole list. cellMerger folds
+// the list into one partial whenever Pebble merges a cell's operands: in
+// every flush of a memtable and every compaction. Stored, a cell holds at
+// most one partial per level of the LSM tree, however many events it
+// counts; only a memtable holds one per flush until it is flushed.
+var cellMerger = &pebble.Merger{
+	// The default merger's name, on purpose: Pebble refuses to open a
+	// store whose recorded merger name differs, and this merger's results
+	// are what concatenation's would be once read (a folded list is the
+	// value of the events its concatenation holds), so stores written
+	// before it and after it are the same store.
+	Name: pebble.DefaultMerger.Name,
+	Merge: func(key, value []byte) (pebble.ValueMerger, error) {
+		return &cellFold{list: slices.Clone(value)}, nil
+	},
+}
+
+// cellFold collects a cell's operands, in any order (partials merge
+// commutatively), and folds them in Finish.
+type cellFold struct {
+	list     []byte
+	operands int
+}
+
+func (f *cellFold) MergeNewer(v []byte) error {
+	f.list = append(f.list, v...)
+	f.operands++
+	return nil
+}
+func (f *cellFold) MergeOlder(v []byte) error { return f.MergeNewer(v) }
+
+// Finish folds; a list FoldList cannot fold (a corrupt cell, or a key that
+// is not a cell) stays concatenated, for the reader to report.
+func (f *cellFold) Finish(bool) ([]byte, io.Closer, error) {
+	if f.operands > 0 {
+		if folded, ok := usage.FoldList(f.list); ok {
+			return folded, nil, nil
+		}
+	}
+	return f.list, nil, nil
+}
 
 // rollupRecord is a rollup's stored state.
 type rollupRecord struct {
@@ -89,10 +112,6 @@ type rollupSet struct {
 	byID   map[uint64]*rollupState
 	byType map[nsType][]*usage.Roller
 	lastID uint64
-	rng    *rand.Rand // chooses the current cells to fold (under Log.cellMu)
-	// toFold holds cells that queries found long, to be folded by the
-	// next flush (under Log.foldMu, not Log.mu: readers add to it).
-	toFold map[string]uint64 // cell key → rollup ID
 }
 
 var keyRollupID = []byte{tagMeta, 'r', 'o', 'l', 'l', 'u', 'p', 'i', 'd'}
@@ -127,8 +146,7 @@ func cellPrefix(dst []byte, id uint64, bySubject bool, size time.Duration) []byt
 
 // loadRollups reads the rollups' definitions at Open.
 func (l *Log) loadRollups() error {
-	l.rollups = rollupSet{byID: map[uint64]*rollupState{}, byType: map[nsType][]*usage.Roller{},
-		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	l.rollups = rollupSet{byID: map[uint64]*rollupState{}, byType: map[nsType][]*usage.Roller{}}
 	v, closer, err := l.db.Get(keyRollupID)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -199,14 +217,8 @@ func (rs *rollupSet) remove(id uint64) {
 
 func (rs *rollupSet) rollers(ns, typ string) []*usage.Roller { return rs.byType[nsType{ns, typ}] }
 
-// writeCells adds cells to batch, folding the current ones now and then
-// and the queued ones that queries found long (cell key → rollup ID). aggs
-// holds the aggregation of every rollup the cells and queued keys belong
-// to; a queued cell of a rollup without one is gone. Called under
-// l.cellMu, which keeps every other writer of cells out between a fold's
-// read and its write.
-func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell, queued map[string]uint64, aggs map[uint64]odometer.Aggregation, now time.Time) error {
-	rs := &l.rollups
+// writeCells adds cells to batch, one merge each. Called under l.cellMu.
+func writeCells(batch *pebble.Batch, cells []usage.Cell) error {
 	// In key order: consecutive inserts into the memtable's skiplist then
 	// share most of their search path.
 	keys := make([][]byte, len(cells))
@@ -222,66 +234,11 @@ func (l *Log) writeCells(batch *pebble.Batch, cells []usage.Cell, queued map[str
 	}
 	slices.SortFunc(order, func(i, j int) int { return bytes.Compare(keys[i], keys[j]) })
 	for _, i := range order {
-		c, key := &cells[i], keys[i]
-		_, fold := queued[string(key)]
-		if fold {
-			delete(queued, string(key))
-		} else if c.Bucket.Add(c.Size).After(now.Add(-currentBuckets)) {
-			fold = rs.rng.IntN(foldEvery) == 0
-		}
-		if !fold {
-			if err := batch.Merge(key, c.Value, nil); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := l.fold(batch, key, c.Value, aggs[c.Rollup]); err != nil {
+		if err := batch.Merge(keys[i], cells[i].Value, nil); err != nil {
 			return err
 		}
 	}
-	for key, id := range queued {
-		if agg := aggs[id]; agg != "" {
-			if err := l.fold(batch, []byte(key), nil, agg); err != nil {
-				return err
-			}
-		}
-	}
 	return nil
-}
-
-// fold writes to batch the cell under key, with the partials add added,
-// as one partial. Called under l.cellMu.
-func (l *Log) fold(batch *pebble.Batch, key, add []byte, agg odometer.Aggregation) error {
-	old, closer, err := l.db.Get(key)
-	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
-		return fmt.Errorf("read rollup cell: %w", err)
-	}
-	list := append(slices.Clip(add), old...)
-	if closer != nil {
-		closer.Close()
-	}
-	if len(list) == 0 {
-		return nil // a queued cell that is gone
-	}
-	folded, err := usage.FoldPartials(agg, list)
-	if err != nil {
-		return fmt.Errorf("fold rollup cell %x: %w", key, err)
-	}
-	return batch.Set(key, folded, nil)
-}
-
-// queueFold asks the flusher to fold the cell under key.
-func (l *Log) queueFold(key []byte, id uint64) {
-	l.foldMu.Lock()
-	rs := &l.rollups
-	if rs.toFold == nil {
-		rs.toFold = map[string]uint64{}
-	}
-	if len(rs.toFold) < maxFoldQueue {
-		rs.toFold[string(key)] = id
-	}
-	l.foldMu.Unlock()
-	l.pend.wake()
 }
 
 // readRollupRecord reads a rollup's stored state; nil if there is none.
@@ -500,8 +457,7 @@ func (l *Log) BackfillRollup(ctx context.Context, id uint64, limit int) (odomete
 	}
 	batch := l.db.NewBatch()
 	defer batch.Close()
-	aggs := map[uint64]odometer.Aggregation{id: rec.Meter.Aggregation}
-	if err := l.writeCells(batch, cells.Cells(), nil, aggs, time.Now()); err != nil {
+	if err := writeCells(batch, cells.Cells()); err != nil {
 		return odometer.Rollup{}, fmt.Errorf("backfill rollup %d: %w", id, err)
 	}
 	b, _ := json.Marshal(rec)
@@ -656,9 +612,6 @@ func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn f
 			return err
 		}
 		c.Value = v
-		if len(v) > foldBytes {
-			s.l.queueFold(k, sc.Rollup)
-		}
 		if err := fn(&c); err != nil {
 			return err
 		}

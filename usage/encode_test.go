@@ -3,6 +3,7 @@ package usage_test
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -81,6 +82,68 @@ func TestEncodedCells(t *testing.T) {
 		var cs usage.Cells
 		if err := cs.AddEncoded(bad, nil); err == nil {
 			t.Errorf("AddEncoded of a damaged encoding (%d of %d bytes) succeeded", len(bad), len(enc))
+		}
+	}
+}
+
+// TestFoldList checks that folding the concatenated lists of two sets of
+// events gives the cell of their union, byte for byte, for each
+// aggregation, and that a list it cannot fold is reported as such.
+func TestFoldList(t *testing.T) {
+	byType := map[uint64]*usage.Roller{}
+	for id, agg := range []odometer.Aggregation{odometer.Sum, odometer.Latest, odometer.Min, odometer.Count} {
+		m := odometer.Meter{Namespace: "default", EventType: "calls", Aggregation: agg, ValueProperty: "$.v"}
+		if agg == odometer.Count {
+			m.ValueProperty = ""
+		}
+		r, err := usage.NewRoller(odometer.Rollup{ID: uint64(id + 1), Meter: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byType[uint64(id+1)] = r
+	}
+	rollers := func(ns, typ string) []*usage.Roller { return slices.Collect(maps.Values(byType)) }
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var events []odometer.Event
+	for i := range 40 {
+		events = append(events, odometer.Event{Namespace: "default", Type: "calls", Source: "s", ID: fmt.Sprint(i),
+			Subject: "a", Time: t0.Add(time.Duration(i%7) * time.Minute), IngestedAt: t0.Add(time.Duration(i%3) * time.Second),
+			Data: fmt.Appendf(nil, `{"v":"%d.%02d"}`, i%11-4, i)})
+	}
+	outcomes := make([]odometer.Outcome, len(events))
+	var whole usage.Cells
+	whole.AddEvents(rollers, events, outcomes)
+	lists := map[string][]byte{}
+	key := func(c usage.Cell) string { return fmt.Sprint(c.Rollup, c.Size, c.Bucket, c.BySubject, c.Subject, c.Groups) }
+	for _, e := range events {
+		var one usage.Cells
+		one.AddEvents(rollers, []odometer.Event{e}, outcomes[:1])
+		for _, c := range one.Cells() {
+			lists[key(c)] = append(lists[key(c)], c.Value...)
+		}
+	}
+	var sum, latest []byte
+	for _, c := range whole.Cells() {
+		got, ok := usage.FoldList(lists[key(c)])
+		if !ok || !bytes.Equal(got, c.Value) {
+			t.Errorf("FoldList of rollup %d's cell %v: %x, %v; want %x", c.Rollup, c.Bucket, got, ok, c.Value)
+		}
+		switch c.Rollup {
+		case 1:
+			sum = c.Value
+		case 2:
+			latest = c.Value
+		}
+	}
+	for name, bad := range map[string][]byte{
+		"empty":             nil,
+		"truncated":         sum[:len(sum)-1],
+		"two aggregations":  append(slices.Clone(sum), latest...),
+		"an unknown code":   {2, 9, 1},
+		"a zero-length one": {0},
+	} {
+		if got, ok := usage.FoldList(bad); ok {
+			t.Errorf("FoldList of %s list %x = %x, want not folded", name, bad, got)
 		}
 	}
 }

@@ -31,6 +31,14 @@ var aggCodes = map[odometer.Aggregation]byte{
 	odometer.Sum: 1, odometer.Count: 2, odometer.Avg: 3, odometer.Min: 4, odometer.Max: 5, odometer.Latest: 6,
 }
 
+var aggByCode = func() map[byte]odometer.Aggregation {
+	m := make(map[byte]odometer.Aggregation, len(aggCodes))
+	for agg, c := range aggCodes {
+		m[c] = agg
+	}
+	return m
+}()
+
 var errCorruptPartial = errors.New("corrupt rollup cell value")
 
 // appendPartial appends g's aggregate, as a one-element list, to dst.
@@ -75,6 +83,27 @@ func FoldPartials(agg odometer.Aggregation, v []byte) ([]byte, error) {
 		return nil, err
 	}
 	return appendPartial(nil, agg, &g), nil
+}
+
+// FoldList returns the list v folded into one partial aggregate of the
+// aggregation its partials name, and whether it could: false for an empty
+// or corrupt list, or one whose partials name different aggregations. It
+// is for Pebble's merges, which see a cell's operands without its rollup:
+// where it cannot fold, the concatenation stays as valid as before.
+func FoldList(v []byte) ([]byte, bool) {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || n == 0 || uint64(len(v)-k) < n {
+		return nil, false
+	}
+	agg, ok := aggByCode[v[k]]
+	if !ok {
+		return nil, false
+	}
+	folded, err := FoldPartials(agg, v)
+	if err != nil {
+		return nil, false
+	}
+	return folded, true
 }
 
 // foldPartials merges every partial aggregate of the list v into g.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/queries.sh — how usage queries scale with the events stored: for
-# each size in $SIZES, a fresh `odometer serve` on its embedded store is
+# each size in $SIZES, a fresh `odometer serve` on a fresh store ($STORE) is
 # loaded with that many events by bench/loadgen (10,000 subjects, three
 # event types and meters, times spread over 30 days, 1,000-event batches
 # from 8 clients), then 4 clients ask, for $DURATION each, three shapes of
@@ -18,6 +18,10 @@
 #
 # Knobs (environment variables):
 #   SIZES="200000 2000000 20000000"   stored events
+#   STORE=embedded     embedded (Pebble and SQLite), sqlite (--event-log sqlite)
+#                      or postgres: a fresh database per server on POSTGRES_URL, or
+#                      on a throwaway server (scripts/postgres.sh) when it is unset
+#   ODOMETER_FLAGS=    more flags for every odometer serve
 #   DURATION=20s  CLIENTS=4  RUNS=3    per query run
 #   SHAPES="subject all per-subject"
 #   ODOMETER_BIN=      run this odometer binary instead of building the checkout's
@@ -39,6 +43,15 @@ ODOMETER_BIN=${ODOMETER_BIN:-}
 ODOMETER_BASE=${ODOMETER_BASE:-}
 SETTLE=${SETTLE:-0}
 OUT_DIR=${OUT_DIR:-}
+STORE=${STORE:-embedded}
+POSTGRES_URL=${POSTGRES_URL:-}
+read -r -a ODOMETER_FLAGS <<<"${ODOMETER_FLAGS:-}"
+case $STORE in
+embedded) ;;
+sqlite) ODOMETER_FLAGS+=(--event-log sqlite) ;;
+postgres) ;;
+*) echo "STORE must be embedded, sqlite or postgres; got $STORE" >&2; exit 2 ;;
+esac
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -58,10 +71,12 @@ stop() {
 	kill -KILL "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 }
+PGDATA_DIR="" DBS=()
 cleanup() {
 	local pid
 	for pid in "${PIDS[@]}"; do stop "$pid"; done
-	rm -rf "$WORK"
+	[[ -n $PGDATA_DIR ]] && scripts/postgres.sh stop "$PGDATA_DIR" >/dev/null 2>&1
+	rm -rf "$WORK" ${PGDATA_DIR:+"$PGDATA_DIR"}
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -81,13 +96,28 @@ if [[ -n $ODOMETER_BASE ]]; then
 	BIN[base]=$ODOMETER_BASE
 fi
 
-# start NAME BIN: a fresh server on an empty data directory; sets URL, PID, DATA.
+if [[ $STORE == postgres && -z $POSTGRES_URL ]]; then
+	PGDATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/odometer-queries-pg.XXXXXX")
+	# The settings bench/run.sh uses; fsync stays on.
+	POSTGRES_URL=$(POSTGRES_OPTIONS="-c max_connections=200 -c shared_buffers=1GB -c max_wal_size=8GB" \
+		scripts/postgres.sh start "$PGDATA_DIR")
+	log "started a throwaway $(psql "$POSTGRES_URL" -Atc 'show server_version') on ${POSTGRES_URL#*@}"
+fi
+
+# start NAME BIN: a fresh server on an empty data directory (and, on
+# PostgreSQL, a new database); sets URL, PID, DATA.
 start() {
-	local logfile=$RES/$1.log addr="" i
+	local logfile=$RES/$1.log addr="" i db pg=()
 	DATA=$(mktemp -d "$WORK/data.XXXXXX")
 	: >"$logfile"
+	if [[ $STORE == postgres ]]; then
+		db="odometer_queries_$(date +%s%N)"
+		psql "$POSTGRES_URL" -qAtc "CREATE DATABASE $db" >/dev/null
+		DBS+=("$db")
+		pg=(--postgres "$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$POSTGRES_URL" "$db")")
+	fi
 	env -u ODOMETER_POSTGRES -u ODOMETER_CONFIG -u ODOMETER_ADDR -u ODOMETER_DATA \
-		"$2" serve --data "$DATA" --addr 127.0.0.1:0 2>>"$logfile" >/dev/null &
+		"$2" serve --data "$DATA" --addr 127.0.0.1:0 "${pg[@]}" "${ODOMETER_FLAGS[@]}" 2>>"$logfile" >/dev/null &
 	PID=$!
 	PIDS+=("$PID")
 	for ((i = 0; i < 300; i++)); do
@@ -140,6 +170,8 @@ for size in $SIZES; do
 		stop "${SPIDS[$b]}"
 	done
 	rm -rf "$WORK"/data.*
+	for db in "${DBS[@]}"; do psql "$POSTGRES_URL" -qAtc "DROP DATABASE $db" >/dev/null; done
+	DBS=()
 done
 
 {

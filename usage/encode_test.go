@@ -114,7 +114,9 @@ func TestFoldList(t *testing.T) {
 	var whole usage.Cells
 	whole.AddEvents(rollers, events, outcomes)
 	lists := map[string][]byte{}
-	key := func(c usage.Cell) string { return fmt.Sprint(c.Rollup, c.Size, c.Bucket, c.BySubject, c.Subject, c.Groups) }
+	key := func(c usage.Cell) string {
+		return fmt.Sprint(c.Rollup, c.Size, c.Bucket, c.BySubject, c.Subject, c.Groups)
+	}
 	for _, e := range events {
 		var one usage.Cells
 		one.AddEvents(rollers, []odometer.Event{e}, outcomes[:1])

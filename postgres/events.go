@@ -78,6 +78,9 @@ func (s *Store) AppendEvents(ctx context.Context, events []odometer.Event) ([]od
 		return nil, storeError(op, err)
 	}
 	s.late.Written(b.marks)
+	if b.backlog > maxDeltaBacklog && !s.noFold {
+		s.awaitFolds(ctx) // committed: the events are acknowledged either way
+	}
 	return b.out, nil
 }
 
@@ -128,6 +131,8 @@ type insertBatch struct {
 	// first event.
 	first map[string]int
 	args  []any
+	// backlog is the deltas waiting for a fold that the last attempt saw.
+	backlog int64
 }
 
 // identityKey joins an identity into one string; checkEvent has ruled out
@@ -201,6 +206,7 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 			var batch pgx.Batch
 			batch.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, rollupLockKey)
 			batch.Queue(rollupGenSQL)
+			batch.Queue(deltaBacklogSQL)
 			batch.Queue(insertEventsSQL, b.args...)
 			br := tx.SendBatch(ctx, &batch)
 			defer br.Close()
@@ -209,6 +215,9 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 			}
 			var gen rollupGen
 			if err := br.QueryRow().Scan(&gen.max, &gen.count); err != nil {
+				return err
+			}
+			if err := br.QueryRow().Scan(&b.backlog); err != nil {
 				return err
 			}
 			rows, err := br.Query()

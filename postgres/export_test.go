@@ -6,3 +6,6 @@ func WithoutFold(o Options) Options {
 	o.noFold = true
 	return o
 }
+
+// MaxDeltaBacklog is maxDeltaBacklog, for tests.
+const MaxDeltaBacklog = maxDeltaBacklog

@@ -104,7 +104,10 @@ type Store struct {
 
 	rollupCache rollupCache
 	stopFold    context.CancelFunc // ends the background fold
-	folding     sync.WaitGroup
+	// noFold: this Store runs no fold, so its appends do not wait for
+	// folds (awaitFolds); tests only.
+	noFold  bool
+	folding sync.WaitGroup
 }
 
 var _ odometer.Store = (*Store)(nil)
@@ -155,7 +158,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
 	foldCtx, stopFold := context.WithCancel(context.Background())
-	s := &Store{pool: pool, log: log, stopFold: stopFold}
+	s := &Store{pool: pool, log: log, stopFold: stopFold, noFold: opts.noFold}
 	if !opts.noFold {
 		s.folding.Go(func() { s.runFold(foldCtx) })
 	}

@@ -48,6 +48,45 @@ const (
 	foldDeltas = 200
 )
 
+// maxDeltaBacklog bounds the deltas waiting for a fold. Every query reads
+// them all (decoding each, holding them in memory), so a backlog that grew
+// with ingestion faster than the fold would make every query slower and
+// larger without end. An append that finds more waiting commits as usual
+// and then, before it returns, waits for the folds to bring the backlog
+// down (awaitFolds): ingestion then runs as fast as cells are folded, as
+// the embedded store's pending cells make it. maxFoldWait bounds that wait,
+// so that appends keep going (and the backlog grows) if no fold runs.
+const (
+	maxDeltaBacklog = 2 * foldDeltas
+	maxFoldWait     = 30 * time.Second
+)
+
+// deltaBacklogSQL counts the deltas waiting for a fold, from the ends of
+// their primary key: deltas are folded in ID order, so the range between
+// the oldest and the newest is the backlog (an upper bound while appends
+// that drew IDs in it are in flight).
+const deltaBacklogSQL = `SELECT coalesce(max(id) - min(id) + 1, 0) FROM usage_cell_deltas`
+
+// awaitFolds waits until no more than maxDeltaBacklog deltas wait for a
+// fold, ctx ends, the Store closes or maxFoldWait passes.
+func (s *Store) awaitFolds(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, maxFoldWait)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !s.closed.Load() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var n int64
+		if err := s.pool.QueryRow(ctx, deltaBacklogSQL).Scan(&n); err != nil || n <= maxDeltaBacklog {
+			return // an error here is the next append's to report
+		}
+	}
+}
+
 // rollupGenSQL identifies the set of rollups: IDs only grow, so a created
 // rollup raises the maximum and a dropped one lowers the count.
 const rollupGenSQL = `SELECT coalesce(max(id), 0), count(*) FROM usage_rollups`
@@ -609,18 +648,26 @@ func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn f
 		args = append(args, arg)
 		q += fmt.Sprintf(" AND "+sql, len(args))
 	}
-	if !sc.From.IsZero() {
-		cond("bucket >= $%d", sc.From)
-	}
-	if !sc.To.IsZero() {
-		cond("bucket < $%d", sc.To)
-	}
+	var listed []time.Time
 	if sc.BySubject && len(sc.Subjects) > 0 {
+		listed = buckets(sc)
+	}
+	if listed != nil {
 		// Named subjects over a bounded range: one index probe per bucket
 		// and subject, rather than every subject's cells of the range.
-		if b := buckets(sc); b != nil {
-			cond("bucket = ANY($%d)", b)
+		// Without the range's bounds, which only add work to the probes:
+		// one customer's month at 200K events took 0.67 ms with them and
+		// 0.19 ms without (EXPLAIN ANALYZE, fresh statistics).
+		cond("bucket = ANY($%d)", listed)
+	} else {
+		if !sc.From.IsZero() {
+			cond("bucket >= $%d", sc.From)
 		}
+		if !sc.To.IsZero() {
+			cond("bucket < $%d", sc.To)
+		}
+	}
+	if sc.BySubject && len(sc.Subjects) > 0 {
 		cond("subject = ANY($%d)", sc.Subjects)
 	}
 	rows, err := s.tx.Query(ctx, q, args...)
@@ -646,11 +693,14 @@ func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn f
 		return storeError("read rollup cells", err)
 	}
 	// The cells of appends not folded yet, from the same snapshot.
-	cells, err := s.deltaCells(ctx, sc.Rollup)
+	d, err := s.readDeltas(ctx)
 	if err != nil {
 		return err
 	}
-	return cells.Scan(sc, fn)
+	if err := d.Scan(sc, fn); err != nil {
+		return fmt.Errorf("read rollup cell deltas: %w", err)
+	}
+	return nil
 }
 
 // buckets lists the buckets of a bounded scan, or nil for a range too long
@@ -666,9 +716,9 @@ func buckets(sc odometer.RollupScan) []time.Time {
 	return out
 }
 
-// deltaCells returns the cells of the snapshot's deltas for one rollup,
-// reading every delta row on first use.
-func (s *snapshot) deltaCells(ctx context.Context, rollup uint64) (*usage.Cells, error) {
+// readDeltas returns the snapshot's deltas, reading every delta row on
+// first use.
+func (s *snapshot) readDeltas(ctx context.Context) (*usage.Deltas, error) {
 	if s.deltas == nil {
 		rows, err := s.tx.Query(ctx, `SELECT cells FROM usage_cell_deltas`)
 		if err != nil {
@@ -689,9 +739,5 @@ func (s *snapshot) deltaCells(ctx context.Context, rollup uint64) (*usage.Cells,
 		}
 		s.deltas = usage.NewDeltas(list)
 	}
-	cs, err := s.deltas.Cells(rollup)
-	if err != nil {
-		return nil, fmt.Errorf("read rollup cell deltas: %w", err)
-	}
-	return cs, nil
+	return s.deltas, nil
 }

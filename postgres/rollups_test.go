@@ -146,3 +146,49 @@ func usageRows(res *odometer.UsageResult) []string {
 	}
 	return out
 }
+
+// TestAppendWaitsForFolds checks that an append which finds more deltas
+// waiting for a fold than the bound returns only once the folds have
+// brought them under it, and that the events were committed all the same;
+// a Store that runs no fold does not wait.
+func TestAppendWaitsForFolds(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	conn := rawConn(t, db)
+	ctx := t.Context()
+	idle := open(t, db, postgres.WithoutFold(postgres.Options{})) // and migrated
+	backlog := postgres.MaxDeltaBacklog + 50
+	// Deltas without cells: as much to fold as the test needs, at no cost.
+	if _, err := conn.Exec(ctx, `INSERT INTO usage_cell_deltas (cells) SELECT ''::bytea FROM generate_series(1, $1)`, backlog); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func() int {
+		return queryInt(t, conn, `SELECT coalesce(max(id) - min(id) + 1, 0)::int FROM usage_cell_deltas`)
+	}
+	event := func(id string) []odometer.Event {
+		return []odometer.Event{{Namespace: "default", Source: "test", ID: id, SpecVersion: "1.0", Type: "calls",
+			Subject: "a", Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), IngestedAt: time.Now().UTC()}}
+	}
+
+	if _, err := idle.AppendEvents(ctx, event("1")); err != nil {
+		t.Fatal(err)
+	}
+	if n := waiting(); n != backlog {
+		t.Fatalf("after an append by a Store without folds, %d deltas wait; want the %d inserted", n, backlog)
+	}
+
+	folding := open(t, db, postgres.Options{})
+	start := time.Now()
+	out, err := folding.AppendEvents(ctx, event("2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0] != odometer.Accepted {
+		t.Fatalf("outcome %v, want accepted", out[0])
+	}
+	if n := waiting(); n > postgres.MaxDeltaBacklog {
+		t.Errorf("the append returned after %v with %d deltas waiting; want at most %d", time.Since(start), n, postgres.MaxDeltaBacklog)
+	}
+	if n := queryInt(t, conn, `SELECT count(*)::int FROM events`); n != 2 {
+		t.Errorf("%d events stored, want 2", n)
+	}
+}

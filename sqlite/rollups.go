@@ -633,16 +633,19 @@ func (s *snapshot) ReadRollups(ctx context.Context, sc odometer.RollupScan, fn f
 		return err
 	}
 	// The cells of appends not folded yet, from the same snapshot.
-	cells, err := s.deltaCells(ctx, sc.Rollup)
+	d, err := s.readDeltas(ctx)
 	if err != nil {
 		return err
 	}
-	return cells.Scan(sc, fn)
+	if err := d.Scan(sc, fn); err != nil {
+		return fmt.Errorf("read rollup cell deltas: %w", err)
+	}
+	return nil
 }
 
-// deltaCells returns the cells of the snapshot's deltas for one rollup,
-// reading every delta row on first use.
-func (s *snapshot) deltaCells(ctx context.Context, rollup uint64) (*usage.Cells, error) {
+// readDeltas returns the snapshot's deltas, reading every delta row on
+// first use.
+func (s *snapshot) readDeltas(ctx context.Context) (*usage.Deltas, error) {
 	if s.deltas == nil {
 		rows, err := s.tx.QueryContext(ctx, `SELECT cells FROM usage_cell_deltas`)
 		if err != nil {
@@ -663,9 +666,5 @@ func (s *snapshot) deltaCells(ctx context.Context, rollup uint64) (*usage.Cells,
 		}
 		s.deltas = usage.NewDeltas(list)
 	}
-	cs, err := s.deltas.Cells(rollup)
-	if err != nil {
-		return nil, fmt.Errorf("read rollup cell deltas: %w", err)
-	}
-	return cs, nil
+	return s.deltas, nil
 }

@@ -37,6 +37,16 @@ func (cs *Cells) AppendEncoded(dst []byte) []byte {
 // AddEncoded adds the cells of b, made by AppendEncoded, to cs: those of
 // the rollups that keep accepts (nil: all).
 func (cs *Cells) AddEncoded(b []byte, keep func(rollup uint64) bool) error {
+	if keep == nil {
+		return cs.addEncoded(b, nil)
+	}
+	return cs.addEncoded(b, func(rollup uint64, _ bool, _ []byte) bool { return keep(rollup) })
+}
+
+// addEncoded is AddEncoded with a filter that also sees whether a cell is
+// a subject's, and which (the subject's bytes, valid during the call), so
+// that the cells it drops cost no allocation.
+func (cs *Cells) addEncoded(b []byte, keep func(rollup uint64, bySubject bool, subject []byte) bool) error {
 	next := func() ([]byte, error) {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
@@ -59,19 +69,20 @@ func (cs *Cells) AddEncoded(b []byte, keep func(rollup uint64) bool) error {
 			return fmt.Errorf("encoded cells: %w", errCorruptPartial)
 		}
 		rollup := binary.BigEndian.Uint64(key)
-		if keep != nil && !keep(rollup) {
-			continue
-		}
-		size := time.Duration(binary.BigEndian.Uint64(key[8:]))
-		bucket := time.Unix(int64(binary.BigEndian.Uint64(key[16:])), 0).UTC()
-		rest, subject, bySubject := key[25:], "", key[24] == 1
+		rest, subj, bySubject := key[25:], []byte(nil), key[24] == 1
 		if bySubject {
 			n, k := binary.Uvarint(rest)
 			if k <= 0 || uint64(len(rest)-k) < n {
 				return fmt.Errorf("encoded cells: %w", errCorruptPartial)
 			}
-			subject, rest = string(rest[k:k+int(n)]), rest[k+int(n):]
+			subj, rest = rest[k:k+int(n)], rest[k+int(n):]
 		}
+		if keep != nil && !keep(rollup, bySubject, subj) {
+			continue
+		}
+		size := time.Duration(binary.BigEndian.Uint64(key[8:]))
+		bucket := time.Unix(int64(binary.BigEndian.Uint64(key[16:])), 0).UTC()
+		subject := string(subj)
 		// val is one length-prefixed partial; its body starts with the
 		// aggregation's code.
 		_, k := binary.Uvarint(val)
@@ -104,10 +115,48 @@ func aggOfCode(c byte) (odometer.Aggregation, bool) {
 type Deltas struct {
 	rows  [][]byte
 	cells map[uint64]*Cells
+	// named holds, by rollup and subjects, the cells of scans that name
+	// their subjects.
+	named map[string]*Cells
 }
 
 // NewDeltas holds rows, each made by AppendEncoded; they are only read.
-func NewDeltas(rows [][]byte) *Deltas { return &Deltas{rows: rows, cells: map[uint64]*Cells{}} }
+func NewDeltas(rows [][]byte) *Deltas {
+	return &Deltas{rows: rows, cells: map[uint64]*Cells{}, named: map[string]*Cells{}}
+}
+
+// Scan calls fn for the cells of every row that s selects, as Cells.Scan
+// does. A scan that names its subjects (a customer's usage, a credit
+// check) decodes only their cells, so that it costs a pass over the rows
+// rather than every subject's cells.
+func (d *Deltas) Scan(s odometer.RollupScan, fn func(*odometer.RollupCell) error) error {
+	if !s.BySubject || len(s.Subjects) == 0 {
+		cs, err := d.Cells(s.Rollup)
+		if err != nil {
+			return err
+		}
+		return cs.Scan(s, fn)
+	}
+	key := fmt.Sprint(s.Rollup, s.Subjects)
+	cs, ok := d.named[key]
+	if !ok {
+		want := make(map[string]bool, len(s.Subjects))
+		for _, subj := range s.Subjects {
+			want[subj] = true
+		}
+		keep := func(rollup uint64, bySubject bool, subject []byte) bool {
+			return rollup == s.Rollup && bySubject && want[string(subject)]
+		}
+		cs = &Cells{}
+		for _, b := range d.rows {
+			if err := cs.addEncoded(b, keep); err != nil {
+				return err
+			}
+		}
+		d.named[key] = cs
+	}
+	return cs.Scan(s, fn)
+}
 
 // Cells returns the cells of every row for one rollup.
 func (d *Deltas) Cells(rollup uint64) (*Cells, error) {

@@ -137,8 +137,11 @@ func (d *Deltas) Scan(s odometer.RollupScan, fn func(*odometer.RollupCell) error
 		}
 		return cs.Scan(s, fn)
 	}
-	key := fmt.Sprint(s.Rollup, s.Subjects)
-	cs, ok := d.named[key]
+	key := binary.BigEndian.AppendUint64(nil, s.Rollup)
+	for _, subj := range s.Subjects {
+		key = append(binary.AppendUvarint(key, uint64(len(subj))), subj...)
+	}
+	cs, ok := d.named[string(key)]
 	if !ok {
 		want := make(map[string]bool, len(s.Subjects))
 		for _, subj := range s.Subjects {
@@ -153,7 +156,7 @@ func (d *Deltas) Scan(s odometer.RollupScan, fn func(*odometer.RollupCell) error
 				return err
 			}
 		}
-		d.named[key] = cs
+		d.named[string(key)] = cs
 	}
 	return cs.Scan(s, fn)
 }

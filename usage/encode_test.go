@@ -198,9 +198,13 @@ func TestDeltasScan(t *testing.T) {
 		{Rollup: 1, BySubject: true, Size: 24 * time.Hour},
 		{Rollup: 1, BySubject: true, Size: 24 * time.Hour, Subjects: []string{"c3"}},
 		{Rollup: 2, BySubject: true, Size: 24 * time.Hour, Subjects: []string{"c0", "c5", "nobody"}, From: t0.Add(72 * time.Hour)},
+		// Subject lists that print alike must not share decoded cells:
+		// the first has none, the second has some.
+		{Rollup: 1, BySubject: true, Size: 24 * time.Hour, Subjects: []string{"c1 c2"}},
+		{Rollup: 1, BySubject: true, Size: 24 * time.Hour, Subjects: []string{"c1", "c2"}},
 	} {
 		want, got := scan(whole.Scan, s), scan(d.Scan, s)
-		if d := cmp.Diff(want, got); d != "" || len(want) == 0 {
+		if d := cmp.Diff(want, got); d != "" || len(want) == 0 && !slices.Equal(s.Subjects, []string{"c1 c2"}) {
 			t.Errorf("scan %+v of deltas (-cells of every event +deltas):\n%s", s, d)
 		}
 		// Again: the second scan of a snapshot reuses what the first decoded.

@@ -35,7 +35,8 @@ import (
 // that touches it, and every read decodes the whole list. cellMerger folds
 // the list into one partial whenever Pebble merges a cell's operands: in
 // every flush of a memtable and every compaction. Stored, a cell holds at
-// most one partial per level of the LSM tree, however many events it
+// most one partial per table that holds it (one per level of the LSM
+// tree, plus level 0's few overlapping tables), however many events it
 // counts; only a memtable holds one per flush until it is flushed.
 var cellMerger = &pebble.Merger{
 	// The default merger's name, on purpose: Pebble refuses to open a

@@ -1,11 +1,14 @@
 package postgres
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -431,10 +434,17 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx, id uint64, limit int) (
 // writeCells adds cells (each with a one-partial value) to usage_cells:
 // it reads the stored cells they add to, folds each pair into one partial
 // and writes them back. The caller holds cellLockKey.
+//
+// The cells are sent in the primary key's order, so that the probes and
+// inserts walk the index in order, and the read is planned as one index
+// probe per cell: the planner's choice, a hash join over the whole table,
+// grows with every cell ever stored (3.9 s against 0.8 s for 135K cells
+// of a 1.7M-cell table, EXPLAIN ANALYZE).
 func writeCells(ctx context.Context, tx pgx.Tx, cells []usage.Cell, aggs map[uint64]odometer.Aggregation) error {
 	if len(cells) == 0 {
 		return nil
 	}
+	slices.SortFunc(cells, compareCellKeys)
 	var (
 		rollup    = make([]int64, len(cells))
 		bySubject = make([]bool, len(cells))
@@ -450,6 +460,9 @@ func writeCells(ctx context.Context, tx pgx.Tx, cells []usage.Cell, aggs map[uin
 		if groups[i] == nil {
 			groups[i] = []byte{} // NOT NULL: no group-by values
 		}
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`); err != nil {
+		return err
 	}
 	rows, err := tx.Query(ctx, `SELECT k.i, c.value
 		FROM unnest($1::bigint[], $2::bool[], $3::int4[], $4::timestamptz[], $5::text[], $6::bytea[])
@@ -479,11 +492,33 @@ func writeCells(ctx context.Context, tx pgx.Tx, cells []usage.Cell, aggs map[uin
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	if _, err := tx.Exec(ctx, `RESET enable_hashjoin; RESET enable_mergejoin`); err != nil {
+		return err
+	}
 	_, err = tx.Exec(ctx, `INSERT INTO usage_cells (rollup, by_subject, size_seconds, bucket, subject, groups, value)
 		SELECT * FROM unnest($1::bigint[], $2::bool[], $3::int4[], $4::timestamptz[], $5::text[], $6::bytea[], $7::bytea[])
 		ON CONFLICT (rollup, by_subject, size_seconds, bucket, subject, groups) DO UPDATE SET value = excluded.value`,
 		rollup, bySubject, size, bucket, subject, groups, value)
 	return err
+}
+
+// compareCellKeys orders cells as usage_cells' primary key does: rollup,
+// by_subject (false first), size, bucket, then subject and groups byte by
+// byte (COLLATE "C", bytea).
+func compareCellKeys(a, b usage.Cell) int {
+	return cmp.Or(cmp.Compare(a.Rollup, b.Rollup), compareBool(a.BySubject, b.BySubject), cmp.Compare(a.Size, b.Size),
+		a.Bucket.Compare(b.Bucket), strings.Compare(a.Subject, b.Subject), bytes.Compare(a.Groups, b.Groups))
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case b:
+		return -1
+	default:
+		return 1
+	}
 }
 
 // FoldRollups moves up to foldDeltas rows of usage_cell_deltas into

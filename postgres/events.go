@@ -78,9 +78,7 @@ func (s *Store) AppendEvents(ctx context.Context, events []odometer.Event) ([]od
 		return nil, storeError(op, err)
 	}
 	s.late.Written(b.marks)
-	if b.backlog > maxDeltaBacklog && !s.noFold {
-		s.awaitFolds(ctx) // committed: the events are acknowledged either way
-	}
+	s.awaitFolds(ctx, b.backlog) // committed: the events are acknowledged either way
 	return b.out, nil
 }
 

@@ -7,5 +7,9 @@ func WithoutFold(o Options) Options {
 	return o
 }
 
-// MaxDeltaBacklog is maxDeltaBacklog, for tests.
-const MaxDeltaBacklog = maxDeltaBacklog
+// MaxDeltaRows and MaxDeltaBytes are maxDeltaRows and maxDeltaBytes, for
+// tests.
+const (
+	MaxDeltaRows  = maxDeltaRows
+	MaxDeltaBytes = maxDeltaBytes
+)

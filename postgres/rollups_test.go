@@ -147,36 +147,58 @@ func usageRows(res *odometer.UsageResult) []string {
 	return out
 }
 
-// TestAppendWaitsForFolds checks that an append which finds more deltas
-// waiting for a fold than the bound returns only once the folds have
-// brought them under it, and that the events were committed all the same;
-// a Store that runs no fold does not wait.
+// TestAppendWaitsForFolds checks that an append which finds more bytes of
+// deltas waiting for a fold than the bound returns only once the folds
+// have brought them under it, with its events committed all the same, and
+// that many small deltas (single-event appends) do not make it wait.
 func TestAppendWaitsForFolds(t *testing.T) {
 	db := pgtest.NewDatabase(t)
+	open(t, db, postgres.WithoutFold(postgres.Options{})) // migrates
 	conn := rawConn(t, db)
 	ctx := t.Context()
-	idle := open(t, db, postgres.WithoutFold(postgres.Options{})) // and migrated
-	backlog := postgres.MaxDeltaBacklog + 50
-	// Deltas without cells: as much to fold as the test needs, at no cost.
-	if _, err := conn.Exec(ctx, `INSERT INTO usage_cell_deltas (cells) SELECT ''::bytea FROM generate_series(1, $1)`, backlog); err != nil {
-		t.Fatal(err)
+	rows := postgres.MaxDeltaRows + 50
+	insert := func(cells []byte) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, `INSERT INTO usage_cell_deltas (cells) SELECT $1::bytea FROM generate_series(1, $2)`, cells, rows); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waiting := func() int {
-		return queryInt(t, conn, `SELECT coalesce(max(id) - min(id) + 1, 0)::int FROM usage_cell_deltas`)
+	waiting := func() (rows, bytes int) {
+		return queryInt(t, conn, `SELECT coalesce(max(id) - min(id) + 1, 0)::int FROM usage_cell_deltas`),
+			queryInt(t, conn, `SELECT coalesce(sum(octet_length(cells)), 0)::int FROM usage_cell_deltas`)
 	}
 	event := func(id string) []odometer.Event {
 		return []odometer.Event{{Namespace: "default", Source: "test", ID: id, SpecVersion: "1.0", Type: "calls",
 			Subject: "a", Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), IngestedAt: time.Now().UTC()}}
 	}
 
-	if _, err := idle.AppendEvents(ctx, event("1")); err != nil {
+	// Small deltas, as many rows as the bound's pre-check lets through.
+	insert([]byte{})
+	folding := open(t, db, postgres.Options{})
+	if _, err := folding.AppendEvents(ctx, event("1")); err != nil {
 		t.Fatal(err)
 	}
-	if n := waiting(); n != backlog {
-		t.Fatalf("after an append by a Store without folds, %d deltas wait; want the %d inserted", n, backlog)
+	if n, _ := waiting(); n <= postgres.MaxDeltaRows {
+		t.Fatalf("the append behind %d empty deltas returned with %d waiting: it waited for folds", rows, n)
 	}
 
-	folding := open(t, db, postgres.Options{})
+	// Large deltas: encoded cells of a rollup that does not exist (the
+	// fold skips them), enough rows of them to pass the bound in bytes.
+	r, err := usage.NewRoller(odometer.Rollup{ID: 1 << 40, Meter: odometer.Meter{Namespace: "default", EventType: "calls", Aggregation: odometer.Count}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cells usage.Cells
+	var blob []byte
+	for i := 0; len(blob) <= postgres.MaxDeltaBytes/postgres.MaxDeltaRows; i++ {
+		e := odometer.ScannedEvent{Subject: fmt.Sprint("customer-", i), Source: "test", ID: fmt.Sprint(i),
+			Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute)}
+		cells.Add(r, &e)
+		if i%100 == 0 {
+			blob = cells.AppendEncoded(blob[:0])
+		}
+	}
+	insert(blob)
 	start := time.Now()
 	out, err := folding.AppendEvents(ctx, event("2"))
 	if err != nil {
@@ -185,8 +207,8 @@ func TestAppendWaitsForFolds(t *testing.T) {
 	if out[0] != odometer.Accepted {
 		t.Fatalf("outcome %v, want accepted", out[0])
 	}
-	if n := waiting(); n > postgres.MaxDeltaBacklog {
-		t.Errorf("the append returned after %v with %d deltas waiting; want at most %d", time.Since(start), n, postgres.MaxDeltaBacklog)
+	if _, b := waiting(); b > postgres.MaxDeltaBytes {
+		t.Errorf("the append returned after %v with %d bytes of deltas waiting; want at most %d", time.Since(start), b, postgres.MaxDeltaBytes)
 	}
 	if n := queryInt(t, conn, `SELECT count(*)::int FROM events`); n != 2 {
 		t.Errorf("%d events stored, want 2", n)

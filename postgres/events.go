@@ -204,7 +204,6 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 			var batch pgx.Batch
 			batch.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, rollupLockKey)
 			batch.Queue(rollupGenSQL)
-			batch.Queue(deltaBacklogSQL)
 			batch.Queue(insertEventsSQL, b.args...)
 			br := tx.SendBatch(ctx, &batch)
 			defer br.Close()
@@ -212,10 +211,7 @@ func (b *insertBatch) try(s *Store) func(ctx context.Context) error {
 				return err
 			}
 			var gen rollupGen
-			if err := br.QueryRow().Scan(&gen.max, &gen.count); err != nil {
-				return err
-			}
-			if err := br.QueryRow().Scan(&b.backlog); err != nil {
+			if err := br.QueryRow().Scan(&gen.max, &gen.count, &b.backlog); err != nil {
 				return err
 			}
 			rows, err := br.Query()

@@ -62,7 +62,7 @@ const (
 // cells, one of a single event a few dozen bytes, and a bound in rows
 // halved single-event ingestion (8.3K against 3.9K events/s). Only an
 // append that sees more than maxDeltaRows rows (from the ends of the
-// primary key, sent with its insert) sums their sizes. maxFoldWait bounds
+// primary key, read with its rollups) sums their sizes. maxFoldWait bounds
 // the wait, so that appends keep going (and the backlog grows) if no fold
 // runs.
 const (
@@ -70,12 +70,6 @@ const (
 	maxDeltaBytes = 16 << 20
 	maxFoldWait   = 30 * time.Second
 )
-
-// deltaBacklogSQL counts the deltas waiting for a fold, from the ends of
-// their primary key: deltas are folded in ID order, so the range between
-// the oldest and the newest is the backlog (an upper bound while appends
-// that drew IDs in it are in flight).
-const deltaBacklogSQL = `SELECT coalesce(max(id) - min(id) + 1, 0) FROM usage_cell_deltas`
 
 // deltaBytesSQL sums the sizes of the deltas waiting for a fold (from
 // their TOAST headers: no value is read).
@@ -106,8 +100,13 @@ func (s *Store) awaitFolds(ctx context.Context, rows int64) {
 }
 
 // rollupGenSQL identifies the set of rollups: IDs only grow, so a created
-// rollup raises the maximum and a dropped one lowers the count.
-const rollupGenSQL = `SELECT coalesce(max(id), 0), count(*) FROM usage_rollups`
+// rollup raises the maximum and a dropped one lowers the count. Its third
+// column counts the deltas waiting for a fold (awaitFolds), from the ends
+// of their primary key: deltas are folded in ID order, so the range
+// between the oldest and the newest is the backlog (an upper bound while
+// appends that drew IDs in it are in flight).
+const rollupGenSQL = `SELECT coalesce(max(id), 0), count(*),
+	(SELECT coalesce(max(id) - min(id) + 1, 0) FROM usage_cell_deltas) FROM usage_rollups`
 
 type rollupGen struct{ max, count int64 }
 

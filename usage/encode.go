@@ -113,42 +113,34 @@ func aggOfCode(c byte) (odometer.Aggregation, bool) {
 // has not folded into its cells yet, as one snapshot read them. Each
 // rollup's are decoded on first use, once per snapshot.
 type Deltas struct {
-	rows  [][]byte
-	cells map[uint64]*Cells
-	// named holds, by rollup and subjects, the cells of scans that name
-	// their subjects.
-	named map[string]*Cells
+	rows [][]byte
+	// cells holds the cells decoded for each scan's rollup (the key's
+	// first 8 bytes) and, for scans that name subjects, those subjects
+	// (length-prefixed after it).
+	cells map[string]*Cells
 }
 
 // NewDeltas holds rows, each made by AppendEncoded; they are only read.
-func NewDeltas(rows [][]byte) *Deltas {
-	return &Deltas{rows: rows, cells: map[uint64]*Cells{}, named: map[string]*Cells{}}
-}
+func NewDeltas(rows [][]byte) *Deltas { return &Deltas{rows: rows, cells: map[string]*Cells{}} }
 
 // Scan calls fn for the cells of every row that s selects, as Cells.Scan
 // does. A scan that names its subjects (a customer's usage, a credit
 // check) decodes only their cells, so that it costs a pass over the rows
 // rather than every subject's cells.
 func (d *Deltas) Scan(s odometer.RollupScan, fn func(*odometer.RollupCell) error) error {
-	if !s.BySubject || len(s.Subjects) == 0 {
-		cs, err := d.Cells(s.Rollup)
-		if err != nil {
-			return err
-		}
-		return cs.Scan(s, fn)
-	}
 	key := binary.BigEndian.AppendUint64(nil, s.Rollup)
-	for _, subj := range s.Subjects {
-		key = append(binary.AppendUvarint(key, uint64(len(subj))), subj...)
-	}
-	cs, ok := d.named[string(key)]
-	if !ok {
-		want := make(map[string]bool, len(s.Subjects))
+	var want map[string]bool // nil: every subject's cells and all subjects'
+	if s.BySubject && len(s.Subjects) > 0 {
+		want = make(map[string]bool, len(s.Subjects))
 		for _, subj := range s.Subjects {
+			key = append(binary.AppendUvarint(key, uint64(len(subj))), subj...)
 			want[subj] = true
 		}
+	}
+	cs, ok := d.cells[string(key)]
+	if !ok {
 		keep := func(rollup uint64, bySubject bool, subject []byte) bool {
-			return rollup == s.Rollup && bySubject && want[string(subject)]
+			return rollup == s.Rollup && (want == nil || bySubject && want[string(subject)])
 		}
 		cs = &Cells{}
 		for _, b := range d.rows {
@@ -156,24 +148,9 @@ func (d *Deltas) Scan(s odometer.RollupScan, fn func(*odometer.RollupCell) error
 				return err
 			}
 		}
-		d.named[string(key)] = cs
+		d.cells[string(key)] = cs
 	}
 	return cs.Scan(s, fn)
-}
-
-// Cells returns the cells of every row for one rollup.
-func (d *Deltas) Cells(rollup uint64) (*Cells, error) {
-	if cs, ok := d.cells[rollup]; ok {
-		return cs, nil
-	}
-	cs := &Cells{}
-	for _, b := range d.rows {
-		if err := cs.AddEncoded(b, func(id uint64) bool { return id == rollup }); err != nil {
-			return nil, err
-		}
-	}
-	d.cells[rollup] = cs
-	return cs, nil
 }
 
 // RunFold calls fold every interval until ctx ends, and again at once

@@ -3,7 +3,6 @@ package usage_test
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -24,21 +23,31 @@ func cellStrings(cells []usage.Cell) []string {
 	return out
 }
 
-// TestEncodedCells checks that cells survive their encoding, that decoding
-// several encodings adds them up as one Cells would, that a filter keeps
-// only its rollups' cells, and that damaged encodings are refused.
-func TestEncodedCells(t *testing.T) {
+// testRollers returns, as a Cells.AddEvents argument, one roller per
+// aggregation (rollup IDs from 1) of meters of "calls" events valued by
+// $.v (COUNT: none) and grouped by groupBy.
+func testRollers(t *testing.T, groupBy map[string]string, aggs ...odometer.Aggregation) func(ns, typ string) []*usage.Roller {
+	t.Helper()
 	var rollers []*usage.Roller
-	for id, agg := range []odometer.Aggregation{odometer.Sum, odometer.Latest, odometer.Min} {
-		m := odometer.Meter{Namespace: "default", EventType: "calls", Aggregation: agg, ValueProperty: "$.v",
-			GroupBy: map[string]string{"model": "$.model"}}
+	for id, agg := range aggs {
+		m := odometer.Meter{Namespace: "default", EventType: "calls", Aggregation: agg, ValueProperty: "$.v", GroupBy: groupBy}
+		if agg == odometer.Count {
+			m.ValueProperty = ""
+		}
 		r, err := usage.NewRoller(odometer.Rollup{ID: uint64(id + 1), Meter: m})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rollers = append(rollers, r)
 	}
-	byType := func(ns, typ string) []*usage.Roller { return rollers }
+	return func(ns, typ string) []*usage.Roller { return rollers }
+}
+
+// TestEncodedCells checks that cells survive their encoding, that decoding
+// several encodings adds them up as one Cells would, that a filter keeps
+// only its rollups' cells, and that damaged encodings are refused.
+func TestEncodedCells(t *testing.T) {
+	byType := testRollers(t, map[string]string{"model": "$.model"}, odometer.Sum, odometer.Latest, odometer.Min)
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	var events []odometer.Event
 	for i := range 300 {
@@ -90,19 +99,7 @@ func TestEncodedCells(t *testing.T) {
 // events gives the cell of their union, byte for byte, for each
 // aggregation, and that a list it cannot fold is reported as such.
 func TestFoldList(t *testing.T) {
-	byType := map[uint64]*usage.Roller{}
-	for id, agg := range []odometer.Aggregation{odometer.Sum, odometer.Latest, odometer.Min, odometer.Count} {
-		m := odometer.Meter{Namespace: "default", EventType: "calls", Aggregation: agg, ValueProperty: "$.v"}
-		if agg == odometer.Count {
-			m.ValueProperty = ""
-		}
-		r, err := usage.NewRoller(odometer.Rollup{ID: uint64(id + 1), Meter: m})
-		if err != nil {
-			t.Fatal(err)
-		}
-		byType[uint64(id+1)] = r
-	}
-	rollers := func(ns, typ string) []*usage.Roller { return slices.Collect(maps.Values(byType)) }
+	rollers := testRollers(t, nil, odometer.Sum, odometer.Latest, odometer.Min, odometer.Count)
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	var events []odometer.Event
 	for i := range 40 {
@@ -153,17 +150,7 @@ func TestFoldList(t *testing.T) {
 // TestDeltasScan checks that a scan of deltas, for all subjects or for
 // named ones, yields what the same scan of the cells of every event does.
 func TestDeltasScan(t *testing.T) {
-	var rollers []*usage.Roller
-	for id, agg := range []odometer.Aggregation{odometer.Sum, odometer.Max} {
-		m := odometer.Meter{Namespace: "default", EventType: "calls", Aggregation: agg, ValueProperty: "$.v",
-			GroupBy: map[string]string{"model": "$.model"}}
-		r, err := usage.NewRoller(odometer.Rollup{ID: uint64(id + 1), Meter: m})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rollers = append(rollers, r)
-	}
-	byType := func(ns, typ string) []*usage.Roller { return rollers }
+	byType := testRollers(t, map[string]string{"model": "$.model"}, odometer.Sum, odometer.Max)
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	var events []odometer.Event
 	for i := range 500 {

@@ -31,14 +31,6 @@ var aggCodes = map[odometer.Aggregation]byte{
 	odometer.Sum: 1, odometer.Count: 2, odometer.Avg: 3, odometer.Min: 4, odometer.Max: 5, odometer.Latest: 6,
 }
 
-var aggByCode = func() map[byte]odometer.Aggregation {
-	m := make(map[byte]odometer.Aggregation, len(aggCodes))
-	for agg, c := range aggCodes {
-		m[c] = agg
-	}
-	return m
-}()
-
 var errCorruptPartial = errors.New("corrupt rollup cell value")
 
 // appendPartial appends g's aggregate, as a one-element list, to dst.
@@ -95,7 +87,7 @@ func FoldList(v []byte) ([]byte, bool) {
 	if k <= 0 || n == 0 || uint64(len(v)-k) < n {
 		return nil, false
 	}
-	agg, ok := aggByCode[v[k]]
+	agg, ok := aggOfCode(v[k])
 	if !ok {
 		return nil, false
 	}
